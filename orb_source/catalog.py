@@ -1,0 +1,163 @@
+"""The endpoint catalog: every Orb list endpoint the source reads, described as data.
+
+Resources that differ only in these fields share all their code (see `strategies.py`).
+Why each table syncs the way it does is explained in the README, "How incremental sync works".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+ALL_INVOICE_STATUSES = ["draft", "issued", "paid", "synced", "void"]
+
+
+class Sync(StrEnum):
+    """How a table follows Orb, which has no `updated_at` and no "changed since" filter."""
+
+    REFRESH = "refresh"
+    """Re-read the complete listing every run; what is missing from it is deleted."""
+
+    WATERMARK = "watermark"
+    """Append-only data: read from the last cursor minus an overlap window."""
+
+    LIFECYCLE = "lifecycle"
+    """New objects by watermark, plus a re-read of the open set and a fetch of its leavers."""
+
+
+class Scope(StrEnum):
+    ACCOUNT = "account"
+    CUSTOMER = "customer"
+    """Orb only lists these per customer: the source fans out over every customer."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The object's own timestamp and the list filter that selects on it."""
+
+    field: str
+    param: str
+    overlap: timedelta = timedelta(hours=1)
+    """Re-read window before the watermark: late-visible rows and clock skew."""
+
+    hold_while: tuple[str, str] | None = None
+    """(field, value): the watermark never passes a row in this state (pending ledger entries)."""
+
+
+@dataclass(frozen=True)
+class OpenSet:
+    """Objects whose state can still change: re-listed every run, leavers fetched by id."""
+
+    status_field: str
+    statuses: tuple[str, ...]
+    param: str
+    retrieve_path: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    table: str
+    path: str
+    sync: Sync
+    scope: Scope = Scope.ACCOUNT
+    params: Mapping[str, str | bool | list[str]] = field(default_factory=dict)
+    cursor: Cursor | None = None
+    open_set: OpenSet | None = None
+    links: Mapping[str, str] = field(default_factory=dict)
+    """Embedded Orb object -> id column that replaces it (`customer` -> `customer_id`)."""
+
+    refetch_from: tuple[str, str] | None = None
+    """(list path, id field): objects re-read because a newer object points at them."""
+
+    child_table: tuple[str, str, str] | None = None
+    """(array field, table, link column): an array split out into a table of its own."""
+
+
+CATALOG: tuple[Endpoint, ...] = (
+    Endpoint("customers", "/customers", Sync.REFRESH),
+    Endpoint(
+        "subscriptions",
+        "/subscriptions",
+        Sync.LIFECYCLE,
+        cursor=Cursor("created_at", "created_at"),
+        open_set=OpenSet("status", ("upcoming", "active"), "status[]", "/subscriptions/{id}"),
+        links={"customer": "customer_id", "plan": "plan_id"},
+    ),
+    Endpoint(
+        "invoices",
+        "/invoices",
+        Sync.LIFECYCLE,
+        params={"status[]": ALL_INVOICE_STATUSES},
+        cursor=Cursor("invoice_date", "invoice_date", overlap=timedelta(days=35)),
+        open_set=OpenSet("status", ("draft", "issued"), "status[]", "/invoices/{id}"),
+        links={"customer": "customer_id", "subscription": "subscription_id"},
+        refetch_from=("/credit_notes", "invoice_id"),
+        child_table=("line_items", "invoice_line_items", "invoice_id"),
+    ),
+    Endpoint(
+        "credit_notes",
+        "/credit_notes",
+        Sync.WATERMARK,
+        cursor=Cursor("created_at", "created_at", overlap=timedelta(days=35)),
+        links={"customer": "customer_id"},
+    ),
+    Endpoint("plans", "/plans", Sync.REFRESH),
+    Endpoint("prices", "/prices", Sync.REFRESH),
+    Endpoint("items", "/items", Sync.REFRESH),
+    Endpoint("coupons", "/coupons", Sync.REFRESH, params={"show_archived": True}),
+    Endpoint("billable_metrics", "/metrics", Sync.REFRESH),
+    Endpoint(
+        "alerts",
+        "/alerts",
+        Sync.REFRESH,
+        scope=Scope.CUSTOMER,
+        params={"customer_id": "{customer_id}"},
+        links={"customer": "customer_id", "subscription": "subscription_id"},
+    ),
+    Endpoint(
+        "credit_ledger_entries",
+        "/customers/{customer_id}/credits/ledger",
+        Sync.WATERMARK,
+        scope=Scope.CUSTOMER,
+        cursor=Cursor("created_at", "created_at", hold_while=("entry_status", "pending")),
+        links={"customer": "customer_id"},
+    ),
+    Endpoint(
+        "credit_blocks",
+        "/customers/{customer_id}/credits",
+        Sync.REFRESH,
+        scope=Scope.CUSTOMER,
+        params={"include_all_blocks": True},
+    ),
+    Endpoint(
+        "top_ups",
+        "/customers/{customer_id}/credits/top_ups",
+        Sync.REFRESH,
+        scope=Scope.CUSTOMER,
+    ),
+    Endpoint(
+        "customer_balance_transactions",
+        "/customers/{customer_id}/balance_transactions",
+        Sync.WATERMARK,
+        scope=Scope.CUSTOMER,
+        cursor=Cursor("created_at", "operation_time"),
+        links={"invoice": "invoice_id", "credit_note": "credit_note_id"},
+    ),
+)
+
+ENDPOINTS: Mapping[str, Endpoint] = {endpoint.table: endpoint for endpoint in CATALOG}
+
+CHILD_TABLES: Mapping[str, tuple[str, str]] = {
+    endpoint.child_table[1]: (endpoint.table, endpoint.child_table[2])
+    for endpoint in CATALOG
+    if endpoint.child_table
+}
+"""Tables split out of another endpoint's objects -> (the table they come from, link column)."""
+
+TABLES: tuple[str, ...] = tuple(
+    table
+    for endpoint in CATALOG
+    for table in (endpoint.table, *(endpoint.child_table[1:2] if endpoint.child_table else ()))
+)

@@ -1,0 +1,354 @@
+"""HTTP client for Orb's REST API: auth, pagination, retries and a client-side rate budget.
+
+Everything that talks to the network lives here, so the sync strategies only see pages of
+plain dicts. Money arrives as decimal strings or JSON numbers; JSON numbers are parsed as
+`Decimal` so that no amount ever passes through a float.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.withorb.com/v1"
+PAGE_SIZE = 100
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 60.0
+
+Params = Mapping[str, str | int | bool | list[str]]
+Page = list[dict[str, Any]]
+
+
+class OrbError(Exception):
+    """Base class of every error the client raises; messages never contain the API key."""
+
+
+class OrbAuthError(OrbError):
+    """The API key is missing or was rejected (401/403): retrying cannot help."""
+
+
+class OrbAPIError(OrbError):
+    """Orb answered with an error status; `type`, `title` and `detail` come from its body."""
+
+    def __init__(self, status: int, path: str, body: Mapping[str, Any] | None) -> None:
+        self.status = status
+        self.path = path
+        self.type = str((body or {}).get("type", ""))
+        title = (body or {}).get("title") or httpx.codes.get_reason_phrase(status)
+        detail = (body or {}).get("detail")
+        message = f"Orb API {status} on {path}: {title}"
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class OrbNotFound(OrbAPIError):
+    """404: the object or its parent is gone (e.g. a customer deleted during the run)."""
+
+
+class OrbUnreachable(OrbError):
+    """No HTTP answer at all after every retry: wrong base URL, DNS or network."""
+
+
+class OrbResponseError(OrbError):
+    """The response could not be used: malformed JSON, a broken envelope or a cursor loop."""
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Requests per second Orb allows for each rate class (orb-api.md §7, live keys)."""
+
+    read: float = 100.0
+    credit_balance: float = 10.0
+
+    @classmethod
+    def for_key(cls, key_kind: str) -> RateLimits:
+        """Live, test-mode and trial keys have different documented budgets."""
+        return {
+            "live": cls(),
+            "test": cls(read=50.0, credit_balance=5.0),
+            "trial": cls(read=10.0, credit_balance=1.0),
+        }[key_kind]
+
+
+def rate_class(path: str) -> str:
+    """Orb's ledger class holds the credit-balance endpoints; every other GET is `read`."""
+    parts = path.strip("/").split("/")
+    is_balance = parts[0] == "customers" and parts[-1] == "credits" and len(parts) in (3, 4)
+    return "credit_balance" if is_balance else "read"
+
+
+class TokenBucket:
+    """A thread-safe token bucket that slows down when Orb answers 429 anyway.
+
+    Each 429 halves the rate (never below a tenth of the configured rate); each success
+    after that wins back 1% of the configured rate, so the budget recovers in seconds.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.configured = rate
+        self.rate = rate
+        self._tokens = min(rate, 1.0)
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                burst = max(1.0, self.rate / 10)
+                self._tokens = min(burst, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                wait = (1.0 - self._tokens) / self.rate
+            time.sleep(wait)
+
+    def slow_down(self) -> None:
+        with self._lock:
+            self.rate = max(self.configured / 10, self.rate / 2)
+            self._tokens = min(self._tokens, 0.0)
+
+    def recover(self) -> None:
+        if self.rate < self.configured:
+            with self._lock:
+                self.rate = min(self.configured, self.rate + self.configured / 100)
+
+
+@dataclass
+class RequestStats:
+    """Counts kept for the run summary and the benchmarks."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    by_class: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, klass: str) -> None:
+        with self._lock:
+            self.requests += 1
+            self.by_class[klass] = self.by_class.get(klass, 0) + 1
+
+
+def _parse_json(content: bytes, path: str) -> Any:
+    try:
+        return json.loads(content, parse_float=Decimal)
+    except ValueError as exc:
+        raise OrbResponseError(f"Orb returned malformed JSON on {path}: {exc}") from None
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+class _RetryableStatus(Exception):
+    """Internal: a status worth retrying, carrying the server's Retry-After if any."""
+
+    def __init__(self, error: OrbAPIError, retry_after: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _RetryableStatus | httpx.TimeoutException | httpx.TransportError)
+
+
+class OrbClient:
+    """A pooled, rate-budgeted, retrying client for Orb's list and retrieve endpoints."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        rate_limits: RateLimits | None = None,
+        max_concurrency: int = 32,
+        max_attempts: int = 8,
+        timeout: float = 30.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not api_key:
+            raise OrbAuthError("No Orb API key: set ORB_API_KEY or sources.orb.api_key.")
+        limits = rate_limits or RateLimits()
+        self.base_url = base_url.rstrip("/")
+        self.buckets = {
+            "read": TokenBucket(limits.read),
+            "credit_balance": TokenBucket(limits.credit_balance),
+        }
+        self.stats = RequestStats()
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._in_flight = threading.BoundedSemaphore(max_concurrency)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(
+                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"OrbClient(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OrbClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def get(self, path: str, params: Params | None = None) -> Any:
+        """GET one resource or page, retrying transient failures with backoff."""
+        retrying = Retrying(
+            retry=retry_if_exception(_is_retryable),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._get_once, path, params or {})
+        except _RetryableStatus as exc:
+            raise exc.error from None
+        except httpx.TimeoutException:
+            raise OrbError(f"Timed out on {path} after {self.max_attempts} attempts") from None
+        except httpx.TransportError as exc:
+            raise OrbUnreachable(
+                f"Cannot reach Orb at {self.base_url} ({_describe(exc)})"
+            ) from None
+
+    def paginate(self, path: str, params: Params | None = None) -> Iterator[Page]:
+        """Yield each page's `data`, following `next_cursor` until Orb says there is no more."""
+        query: dict[str, Any] = {**(params or {}), "limit": PAGE_SIZE}
+        seen_cursors: set[str] = set()
+        while True:
+            body = self.get(path, query)
+            data, cursor = _unwrap_page(body, path)
+            if data:
+                yield data
+            if not cursor or not data:
+                return
+            if cursor in seen_cursors:
+                raise OrbResponseError(f"Orb repeated a pagination cursor on {path}; stopping")
+            seen_cursors.add(cursor)
+            query["cursor"] = cursor
+
+    def _get_once(self, path: str, params: Params) -> Any:
+        klass = rate_class(path)
+        bucket = self.buckets[klass]
+        bucket.acquire()
+        with self._in_flight:
+            self.stats.count(klass)
+            response = self._http.get(path, params=_encode_params(params))
+        return self._handle(response, path, bucket)
+
+    def _handle(self, response: httpx.Response, path: str, bucket: TokenBucket) -> Any:
+        status = response.status_code
+        if status < 400:
+            bucket.recover()
+            return _parse_json(response.content, path)
+        body = _error_body(response)
+        if status in (401, 403):
+            raise OrbAuthError(_auth_message(status, body))
+        if status == 404:
+            raise OrbNotFound(status, path, body)
+        error = OrbAPIError(status, path, body)
+        if status in RETRYABLE_STATUSES:
+            if status == 429:
+                bucket.slow_down()
+                self.stats.throttled += 1
+            raise _RetryableStatus(error, _retry_after_seconds(response))
+        raise error
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableStatus) and exc.retry_after is not None:
+            return exc.retry_after
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (state.attempt_number - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        logger.info("retrying after %s (attempt %d)", _describe(exc), state.attempt_number)
+
+
+def _unwrap_page(body: Any, path: str) -> tuple[Page, str | None]:
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise OrbResponseError(f"Orb returned a page without a `data` list on {path}")
+    meta = body.get("pagination_metadata") or {}
+    cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+    return body["data"], cursor if isinstance(cursor, str) else None
+
+
+def _encode_params(params: Params) -> httpx.QueryParams:
+    """Orb's array style: `status[]=draft&status[]=void`; booleans as `true`/`false`."""
+    pairs: list[tuple[str, str | int | float | bool | None]] = []
+    for key, value in params.items():
+        if isinstance(value, list):
+            pairs.extend((key if key.endswith("[]") else f"{key}[]", str(v)) for v in value)
+        elif isinstance(value, bool):
+            pairs.append((key, "true" if value else "false"))
+        else:
+            pairs.append((key, str(value)))
+    return httpx.QueryParams(pairs)
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _auth_message(status: int, body: Mapping[str, Any] | None) -> str:
+    detail = (body or {}).get("detail") or (body or {}).get("title") or ""
+    reason = "rejected" if status == 401 else "not allowed to read this resource"
+    suffix = f" ({detail})" if detail else ""
+    return f"Orb API key {reason} (HTTP {status}){suffix}."
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, _RetryableStatus):
+        return str(exc.error)
+    if exc is None:
+        return "unknown error"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

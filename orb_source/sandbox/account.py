@@ -1,0 +1,230 @@
+"""The sandbox account: the single source of truth the fake API serves and tests check."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+Obj = dict[str, Any]
+
+TOP_LEVEL = (
+    "customers",
+    "subscriptions",
+    "invoices",
+    "credit_notes",
+    "plans",
+    "prices",
+    "items",
+    "coupons",
+    "billable_metrics",
+)
+PER_CUSTOMER = (
+    "credit_ledger_entries",
+    "credit_blocks",
+    "top_ups",
+    "customer_balance_transactions",
+    "alerts",
+)
+# Per-customer objects with no customer field in Orb's shape; objects() adds one for joins.
+NEEDS_CUSTOMER_ID = frozenset({"credit_blocks", "top_ups", "customer_balance_transactions"})
+
+
+class Number(Decimal):
+    """A decimal Orb sends as a JSON number (ledger amounts, block balances), not a string."""
+
+    __slots__ = ()
+
+
+class Shared(Mapping[str, Any]):
+    """A read-only view of an object embedded in many others (a price in every line item).
+
+    Its JSON is encoded once and spliced into every payload that embeds it, which keeps
+    large invoice and subscription pages cheap. Only wrap objects the sandbox never edits.
+    """
+
+    __slots__ = ("_json", "obj")
+
+    def __init__(self, obj: Obj) -> None:
+        self.obj = obj
+        self._json: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.obj[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.obj)
+
+    def __len__(self) -> int:
+        return len(self.obj)
+
+    def json(self) -> str:
+        if self._json is None:
+            self._json = dumps(self.obj)
+        return self._json
+
+
+_SPLICE = re.compile(r'"\\u0000(\d+)"')
+
+
+def dumps(value: object) -> str:
+    """Serialise account objects to Orb's wire JSON (Decimal as string, Number as number)."""
+    spliced: list[str] = []
+
+    def encode(item: object) -> object:
+        if isinstance(item, Number):
+            return float(item)
+        if isinstance(item, Decimal):
+            return str(item)
+        if isinstance(item, datetime):
+            return item.isoformat()
+        if isinstance(item, Shared):
+            spliced.append(item.json())
+            return f"\x00{len(spliced) - 1}"
+        raise TypeError(f"cannot encode {type(item).__name__}")
+
+    text = json.dumps(value, default=encode, separators=(",", ":"))
+    return _SPLICE.sub(lambda match: spliced[int(match[1])], text) if spliced else text
+
+
+def wire(value: object) -> Any:
+    """Round-trip through the wire so callers see what a client parses (floats as Decimal)."""
+    return json.loads(dumps(value), parse_float=Decimal)
+
+
+@dataclass(eq=False)
+class Account:
+    """Current state of one Orb account; `lock` guards every server read and every mutation.
+
+    Add and remove objects through add()/remove() (or call touch()) so the server rebuilds
+    its cached list orders; editing fields of existing objects in place needs nothing else.
+    """
+
+    now: datetime
+    customers: dict[str, Obj] = field(default_factory=dict)
+    subscriptions: dict[str, Obj] = field(default_factory=dict)
+    invoices: dict[str, Obj] = field(default_factory=dict)
+    credit_notes: dict[str, Obj] = field(default_factory=dict)
+    plans: dict[str, Obj] = field(default_factory=dict)
+    prices: dict[str, Obj] = field(default_factory=dict)
+    items: dict[str, Obj] = field(default_factory=dict)
+    coupons: dict[str, Obj] = field(default_factory=dict)
+    billable_metrics: dict[str, Obj] = field(default_factory=dict)
+    owned: dict[str, dict[str, dict[str, Obj]]] = field(
+        default_factory=lambda: {table: {} for table in PER_CUSTOMER}
+    )
+    born: dict[str, datetime] = field(default_factory=dict)
+    removed: dict[str, set[str]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    views: dict[str, Shared] = field(default_factory=dict, repr=False)
+    revision: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def touch(self) -> None:
+        """Record that membership changed so cached list orders get rebuilt."""
+        self.revision += 1
+
+    def table(self, name: str) -> dict[str, Obj]:
+        """The live dict of an account-level table."""
+        if name not in TOP_LEVEL:
+            raise KeyError(name)
+        table: dict[str, Obj] = getattr(self, name)
+        return table
+
+    def of_customer(self, name: str, customer_id: str) -> dict[str, Obj]:
+        """The live dict of one customer's objects in a per-customer table."""
+        return self.owned[name].setdefault(customer_id, {})
+
+    def add(self, name: str, obj: Obj, customer_id: str | None = None) -> Obj:
+        """Insert an object; per-customer tables need the owning customer id."""
+        target = self.table(name) if customer_id is None else self.of_customer(name, customer_id)
+        target[obj["id"]] = obj
+        self.touch()
+        return obj
+
+    def remove(self, name: str, obj_id: str, customer_id: str | None = None) -> None:
+        """Take an object out of the API and remember it as gone (with an invoice's line items)."""
+        target = self.table(name) if customer_id is None else self.of_customer(name, customer_id)
+        obj = target.pop(obj_id)
+        self.removed.setdefault(name, set()).add(obj_id)
+        if name == "invoices":
+            self.removed.setdefault("invoice_line_items", set()).update(
+                line["id"] for line in obj["line_items"]
+            )
+        self.touch()
+
+    def remove_line(self, invoice: Obj, line_id: str) -> None:
+        """Drop a line item from a (draft) invoice and remember it as gone."""
+        invoice["line_items"] = [line for line in invoice["line_items"] if line["id"] != line_id]
+        self.removed.setdefault("invoice_line_items", set()).add(line_id)
+
+    def delete_customer(self, customer_id: str) -> None:
+        """Soft-delete a customer: it and everything it owns disappear from the API."""
+        for sub_id in [
+            s["id"] for s in self.subscriptions.values() if s["customer"]["id"] == customer_id
+        ]:
+            self.remove("subscriptions", sub_id)
+        for name in ("invoices", "credit_notes"):
+            table = self.table(name)
+            for obj_id in [k for k, v in table.items() if v["customer"]["id"] == customer_id]:
+                self.remove(name, obj_id)
+        for name in PER_CUSTOMER:
+            for obj_id in list(self.owned[name].get(customer_id, {})):
+                self.remove(name, obj_id, customer_id)
+            self.owned[name].pop(customer_id, None)
+        self.remove("customers", customer_id)
+
+    def shared(self, obj: Obj) -> Shared:
+        """The one embeddable view of an object the sandbox never edits (prices, plans)."""
+        view = self.views.get(obj["id"])
+        if view is None:
+            view = self.views[obj["id"]] = Shared(obj)
+        return view
+
+    def next_number(self, kind: str) -> int:
+        """Next value of a per-account sequence (invoice and credit note numbers)."""
+        self.counters[kind] = self.counters.get(kind, 0) + 1
+        return self.counters[kind]
+
+    def price(self, price_id: str) -> Obj | None:
+        """Any price by id: add-on prices and the prices inside plans."""
+        if price_id in self.prices:
+            return self.prices[price_id]
+        for plan in self.plans.values():
+            for price in plan["prices"]:
+                if price["id"] == price_id:
+                    return price
+        return None
+
+    def objects(self, table: str) -> dict[str, Obj]:
+        """Live objects of one contract table keyed by id, exactly as a client parses them."""
+        with self.lock:
+            rows = self._rows(table)
+            parsed: list[Obj] = wire(rows)
+        return {row["id"]: row for row in parsed}
+
+    def gone(self, table: str) -> set[str]:
+        """Ids once served by the API that it no longer serves."""
+        with self.lock:
+            return set(self.removed.get(table, ()))
+
+    def _rows(self, table: str) -> list[Obj]:
+        if table == "invoice_line_items":
+            return [
+                {**line, "invoice_id": inv["id"]}
+                for inv in self.invoices.values()
+                for line in inv["line_items"]
+            ]
+        if table in PER_CUSTOMER:
+            extra = table in NEEDS_CUSTOMER_ID
+            return [
+                {**obj, "customer_id": customer_id} if extra else obj
+                for customer_id, objs in self.owned[table].items()
+                for obj in objs.values()
+            ]
+        return list(self.table(table).values())

@@ -1,0 +1,1107 @@
+"""Deterministic generation of a realistic Orb account with a year of billing history."""
+
+from __future__ import annotations
+
+import random
+import string
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from orb_source.sandbox import billing
+from orb_source.sandbox.account import Account, Number, Obj
+from orb_source.sandbox.billing import ZERO, money
+
+ALPHABET = string.digits + string.ascii_letters
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+FIXED_ITEMS = ("Platform fee", "Premium support", "SSO add-on", "Onboarding")
+USAGE_ITEMS = (
+    "API calls",
+    "Compute hours",
+    "Storage GB-month",
+    "Data transfer GB",
+    "Events ingested",
+    "Build minutes",
+    "Tokens processed",
+    "Active users",
+    "Webhook deliveries",
+)
+# (name, status, currency, number of prices)
+PLAN_SPECS = (
+    ("Legacy Basic", "archived", "USD", 2),
+    ("Legacy Pro", "archived", "USD", 6),
+    ("Starter", "active", "USD", 1),
+    ("Growth", "active", "USD", 3),
+    ("Scale", "active", "USD", 5),
+    ("Enterprise", "active", "USD", 8),
+    ("Growth EU", "active", "EUR", 4),
+    ("Usage Beta", "draft", "USD", 3),
+)
+USAGE_MODELS = ("unit", "tiered", "package")
+ADDON_MODELS = ("unit", "tiered", "package", "bulk", "matrix")
+COUPONS = (
+    ("WELCOME10", "percentage", "10", False),
+    ("SPRING25", "percentage", "25", False),
+    ("PARTNER50", "amount", "50.00", False),
+    ("STARTUP", "percentage", "20", False),
+    ("LAUNCH100", "amount", "100.00", False),
+    ("ANNUAL15", "percentage", "15", False),
+    ("OLDDEAL", "percentage", "30", True),
+    ("FLASH2024", "amount", "25.00", True),
+)
+ADJECTIVES = (
+    "Blue",
+    "Quantum",
+    "Silver",
+    "Rapid",
+    "Bright",
+    "North",
+    "Clever",
+    "Solid",
+    "Lunar",
+    "Prime",
+)
+NOUNS = (
+    "Harbor",
+    "Labs",
+    "Forge",
+    "Pixel",
+    "Orbit",
+    "Cloud",
+    "Metrics",
+    "Works",
+    "Signal",
+    "Canvas",
+)
+SUFFIXES = ("Inc", "LLC", "GmbH", "Ltd", "Co", "Group")
+US_CITIES = (
+    ("San Francisco", "CA", "94107"),
+    ("New York", "NY", "10001"),
+    ("Seattle", "WA", "98101"),
+    ("Austin", "TX", "78701"),
+    ("Denver", "CO", "80202"),
+    ("Portland", "OR", "97201"),
+)
+EU_CITIES = (("Berlin", "BE", "10115"), ("Munich", "BY", "80331"), ("Hamburg", "HH", "20095"))
+US_TAX = {
+    "CA": Decimal("7.25"),
+    "NY": Decimal("8.875"),
+    "WA": Decimal("6.5"),
+    "TX": Decimal("6.25"),
+}
+EU_TAX = Decimal("19")
+
+
+def month_start(moment: datetime) -> datetime:
+    """First instant of the moment's month."""
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """Shift by whole months, clamping the day so month ends never overflow."""
+    years, month = divmod(moment.month - 1 + months, 12)
+    return moment.replace(year=moment.year + years, month=month + 1, day=min(moment.day, 28))
+
+
+def tax_rate(customer: Obj) -> Decimal:
+    """The customer's sales tax rate in percent, from its billing address."""
+    if customer["exempt_from_automated_tax"]:
+        return ZERO
+    address = customer["billing_address"]
+    if address["country"] == "DE":
+        return EU_TAX
+    return US_TAX.get(address["state"], ZERO)
+
+
+def customer_ref(customer: Obj) -> Obj:
+    """The {id, external_customer_id} reference Orb embeds in invoices, ledgers and alerts."""
+    return {"id": customer["id"], "external_customer_id": customer["external_customer_id"]}
+
+
+class Builder:
+    """Creates Orb-shaped objects in an account, drawing every choice from one rng."""
+
+    def __init__(
+        self, account: Account, rng: random.Random, line_items_per_invoice: int | None = None
+    ) -> None:
+        self.account = account
+        self.rng = rng
+        self.line_items_per_invoice = line_items_per_invoice
+        self.made: list[Obj] = []
+
+    @property
+    def now(self) -> datetime:
+        return self.account.now
+
+    def new_id(self) -> str:
+        """A prefix-free 22-character base-62 id like Orb's."""
+        return "".join(self.rng.choices(ALPHABET, k=22))
+
+    def between(self, start: datetime, end: datetime) -> datetime:
+        """A whole-second moment in [start, end)."""
+        seconds = int((end - start).total_seconds())
+        return start + timedelta(seconds=self.rng.randrange(max(seconds, 1)))
+
+    # Catalog -------------------------------------------------------------------------------------
+
+    def catalog(self, origin: datetime) -> None:
+        """Items, metrics, plans, add-on prices and coupons, created before the history starts."""
+        items = [
+            self.item(name, origin + index * HOUR)
+            for index, name in enumerate(FIXED_ITEMS + USAGE_ITEMS)
+        ]
+        usage_items = items[len(FIXED_ITEMS) :]
+        metrics = [self.metric(item, "active") for item in usage_items]
+        legacy = self.item("Legacy widget", origin, archived=origin + 30 * DAY)
+        self.metric(legacy, "archived")
+        self.metric(usage_items[0], "archived")
+        self.metric(usage_items[1], "draft")
+        for index, (name, status, currency, size) in enumerate(PLAN_SPECS):
+            created = origin + (index + 2) * 5 * DAY
+            self.plan(
+                name,
+                status,
+                currency,
+                size,
+                created,
+                items[0],
+                list(zip(usage_items, metrics, strict=True)),
+            )
+        for index in range(12):
+            item, metric = usage_items[index % len(usage_items)], metrics[index % len(metrics)]
+            created = self.between(origin, self.now - 10 * DAY)
+            model = ADDON_MODELS[index % len(ADDON_MODELS)]
+            price = self.price(f"{item['name']} add-on", model, "USD", created, item, metric)
+            self.account.add("prices", price)
+        for code, kind, value, archived in COUPONS:
+            self.coupon(
+                code, kind, Decimal(value), self.between(origin, self.now - 30 * DAY), archived
+            )
+
+    def item(self, name: str, created: datetime, archived: datetime | None = None) -> Obj:
+        connections = [
+            {
+                "external_connection_name": "stripe",
+                "external_entity_id": f"prod_{self.new_id()[:14]}",
+            }
+        ]
+        item: Obj = {
+            "id": self.new_id(),
+            "name": name,
+            "created_at": created,
+            "archived_at": archived,
+            "metadata": {},
+            "external_connections": connections if self.rng.random() < 0.5 else [],
+        }
+        return self.account.add("items", item)
+
+    def metric(self, item: Obj, status: str) -> Obj:
+        slug = item["name"].lower().replace(" ", "_").replace("-", "_")
+        metric: Obj = {
+            "id": self.new_id(),
+            "name": f"{item['name']} ({status})" if status != "active" else item["name"],
+            "description": f"Counts {item['name'].lower()} reported by the product",
+            "sql": f"SELECT count(*) FROM events WHERE event_name = '{slug}'",
+            "status": status,
+            "item": item,
+            "metadata": {"unit": slug},
+            "parameter_definitions": [],
+        }
+        self.account.born[metric["id"]] = item["created_at"] + HOUR
+        return self.account.add("billable_metrics", metric)
+
+    def plan(
+        self,
+        name: str,
+        status: str,
+        currency: str,
+        size: int,
+        created: datetime,
+        fee: Obj,
+        usage: list[tuple[Obj, Obj]],
+    ) -> Obj:
+        prices = [self.price(f"{name} platform fee", "unit", currency, created, fee, None)]
+        for index, (item, metric) in enumerate(usage[: size - 1]):
+            prices.append(
+                self.price(item["name"], USAGE_MODELS[index % 3], currency, created, item, metric)
+            )
+        slug = name.lower().replace(" ", "-")
+        plan: Obj = {
+            "id": self.new_id(),
+            "external_plan_id": slug,
+            "name": name,
+            "description": f"The {name} plan",
+            "created_at": created,
+            "status": status,
+            "version": 1,
+            "currency": currency,
+            "invoicing_currency": currency,
+            "net_terms": 30,
+            "default_invoice_memo": None,
+            "prices": prices,
+            "adjustments": [],
+            "plan_phases": None,
+            "product": {"id": self.new_id(), "created_at": created, "name": name},
+            "trial_config": {"trial_period": None, "trial_period_unit": "days"},
+            "base_plan": None,
+            "base_plan_id": None,
+            "minimum": None,
+            "maximum": None,
+            "discount": None,
+            "minimum_amount": None,
+            "maximum_amount": None,
+            "metadata": {"tier": slug},
+        }
+        return self.account.add("plans", plan)
+
+    def price(
+        self, name: str, model: str, currency: str, created: datetime, item: Obj, metric: Obj | None
+    ) -> Obj:
+        """A price in Orb's shape; a price without a metric is a monthly fixed fee."""
+        fixed = metric is None
+        price: Obj = {
+            "id": self.new_id(),
+            "created_at": created,
+            "name": name,
+            "external_price_id": None,
+            "currency": currency,
+            "cadence": "monthly",
+            "price_type": "fixed_price" if fixed else "usage_price",
+            "billing_mode": "in_advance" if fixed else "in_arrear",
+            "model_type": model,
+            "billable_metric": None if metric is None else {"id": metric["id"]},
+            "item": {"id": item["id"], "name": item["name"]},
+            "billing_cycle_configuration": {"duration": 1, "duration_unit": "month"},
+            "invoicing_cycle_configuration": None,
+            "fixed_price_quantity": Number(1) if fixed else None,
+            "conversion_rate": None,
+            "credit_allocation": None,
+            "discount": None,
+            "minimum": None,
+            "maximum": None,
+            "minimum_amount": None,
+            "maximum_amount": None,
+            "plan_phase_order": None,
+            "replaces_price_id": None,
+            "dimensional_price_configuration": None,
+            "invoice_grouping_key": None,
+            "metadata": {},
+        }
+        price.update(self.price_config(model, fixed))
+        return price
+
+    def price_config(self, model: str, fixed: bool) -> Obj:
+        """The model-specific config block; rates are decimal strings on the wire."""
+        rng = self.rng
+        if model == "unit":
+            rate = (
+                rng.choice(("49.00", "99.00", "499.00"))
+                if fixed
+                else rng.choice(("0.002", "0.01", "0.25", "1.50"))
+            )
+            return {"unit_config": {"unit_amount": Decimal(rate)}}
+        if model == "tiered":
+            tiers = [
+                {"first_unit": 0, "last_unit": 1000, "unit_amount": Decimal("0.00")},
+                {
+                    "first_unit": 1000,
+                    "last_unit": 10000,
+                    "unit_amount": Decimal(rng.choice(("0.05", "0.08"))),
+                },
+                {
+                    "first_unit": 10000,
+                    "last_unit": None,
+                    "unit_amount": Decimal(rng.choice(("0.02", "0.03"))),
+                },
+            ]
+            return {"tiered_config": {"tiers": tiers}}
+        if model == "package":
+            return {
+                "package_config": {
+                    "package_amount": Decimal(rng.choice(("5.00", "12.50"))),
+                    "package_size": 1000,
+                }
+            }
+        if model == "bulk":
+            tiers = [
+                {"maximum_units": 5000, "unit_amount": Decimal("0.10")},
+                {"maximum_units": None, "unit_amount": Decimal("0.07")},
+            ]
+            return {"bulk_config": {"tiers": tiers}}
+        values = [
+            {"dimension_values": ["us"], "unit_amount": Decimal("0.04")},
+            {"dimension_values": ["eu"], "unit_amount": Decimal("0.06")},
+        ]
+        return {
+            "matrix_config": {
+                "default_unit_amount": Decimal("0.05"),
+                "dimensions": ["region"],
+                "matrix_values": values,
+            }
+        }
+
+    def coupon(
+        self, code: str, kind: str, value: Decimal, created: datetime, archived: bool
+    ) -> Obj:
+        discount: Obj = {
+            "discount_type": kind,
+            "applies_to_price_ids": [],
+            "filters": [],
+            "reason": None,
+        }
+        if kind == "percentage":
+            discount["percentage_discount"] = Number(value / 100)
+        else:
+            discount["amount_discount"] = value
+        maximum = self.rng.choice((None, 100, 500))
+        coupon: Obj = {
+            "id": self.new_id(),
+            "redemption_code": code,
+            "discount": discount,
+            "duration_in_months": self.rng.choice((None, 3, 12)),
+            "max_redemptions": maximum,
+            "times_redeemed": self.rng.randint(0, 40),
+            "archived_at": self.between(created, self.now - DAY) if archived else None,
+        }
+        self.account.born[coupon["id"]] = created
+        return self.account.add("coupons", coupon)
+
+    # Customers -----------------------------------------------------------------------------------
+
+    def customer(self, created: datetime) -> Obj:
+        """A customer with addresses, tax id and string metadata."""
+        rng = self.rng
+        number = self.account.next_number("customer")
+        europe = rng.random() < 0.08
+        name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(SUFFIXES)}"
+        domain = f"{name.split()[0].lower()}{name.split()[1].lower()}{number}.example.com"
+        address = self.address(europe)
+        stripe = rng.random() < 0.7
+        customer: Obj = {
+            "id": self.new_id(),
+            "external_customer_id": f"acct_{number:05d}" if rng.random() < 0.6 else None,
+            "name": name,
+            "email": f"billing@{domain}",
+            "additional_emails": [f"finance@{domain}"] if rng.random() < 0.3 else [],
+            "currency": "EUR" if europe else "USD",
+            "timezone": "Europe/Berlin" if europe else rng.choice(("Etc/UTC", "America/New_York")),
+            "created_at": created,
+            "balance": ZERO,
+            "billing_address": address,
+            "shipping_address": dict(address) if rng.random() < 0.7 else None,
+            "tax_id": self.tax_id(europe) if rng.random() < 0.6 else None,
+            "metadata": {
+                "segment": rng.choice(("smb", "mid-market", "enterprise")),
+                "crm_id": f"crm-{number}",
+            },
+            "hierarchy": {"children": [], "parent": None},
+            "payment_provider": "stripe_charge" if stripe else None,
+            "payment_provider_id": f"cus_{self.new_id()[:14]}" if stripe else None,
+            "auto_collection": stripe,
+            "auto_issuance": None,
+            "email_delivery": rng.random() < 0.9,
+            "exempt_from_automated_tax": rng.random() < 0.1,
+            "portal_url": None,
+            "accounting_sync_configuration": None,
+            "reporting_configuration": None,
+        }
+        return self.account.add("customers", customer)
+
+    def address(self, europe: bool) -> Obj:
+        city, state, postal = self.rng.choice(EU_CITIES if europe else US_CITIES)
+        return {
+            "city": city,
+            "country": "DE" if europe else "US",
+            "line1": f"{self.rng.randint(1, 999)} Market Street",
+            "line2": self.rng.choice((None, "Suite 200", "Floor 3")),
+            "postal_code": postal,
+            "state": state,
+        }
+
+    def tax_id(self, europe: bool) -> Obj:
+        digits = "".join(self.rng.choices(string.digits, k=9))
+        if europe:
+            return {"country": "DE", "type": "eu_vat", "value": f"DE{digits}"}
+        return {"country": "US", "type": "us_ein", "value": f"{digits[:2]}-{digits[2:]}"}
+
+    # Subscriptions and invoices ------------------------------------------------------------------
+
+    def subscription(
+        self, customer: Obj, plan: Obj, start: datetime, created: datetime, end: datetime | None
+    ) -> Obj:
+        """A subscription embedding the live customer and plan, one price interval per price."""
+        status = (
+            "upcoming"
+            if start > self.now
+            else "ended"
+            if end is not None and end <= self.now
+            else "active"
+        )
+        coupon = self.redeemable_coupon() if self.rng.random() < 0.1 else None
+        sub: Obj = {
+            "id": self.new_id(),
+            "name": plan["name"],
+            "created_at": created,
+            "start_date": start,
+            "end_date": end,
+            "status": status,
+            "customer": customer,
+            "plan": self.account.shared(plan),
+            "price_intervals": [self.price_interval(price, start, end) for price in plan["prices"]],
+            "adjustment_intervals": [],
+            "discount_intervals": [],
+            "minimum_intervals": [],
+            "maximum_intervals": [],
+            "fixed_fee_quantity_schedule": [
+                {
+                    "price_id": plan["prices"][0]["id"],
+                    "quantity": Number(1),
+                    "start_date": start,
+                    "end_date": end,
+                }
+            ],
+            "redeemed_coupon": None
+            if coupon is None
+            else {"coupon_id": coupon["id"], "start_date": start, "end_date": None},
+            "trial_info": {"end_date": None},
+            "pending_subscription_change": None,
+            "billing_cycle_anchor_configuration": {"day": 1, "month": None, "year": None},
+            "billing_cycle_day": 1,
+            "net_terms": plan["net_terms"],
+            "active_plan_phase_order": None,
+            "invoicing_threshold": None,
+            "auto_collection": customer["auto_collection"],
+            "default_invoice_memo": None,
+            "metadata": {"source": self.rng.choice(("sales", "self-serve"))},
+        }
+        set_period(sub, current_period(start, self.now) if status == "active" else None)
+        return self.account.add("subscriptions", sub)
+
+    def price_interval(self, price: Obj, start: datetime, end: datetime | None) -> Obj:
+        return {
+            "id": self.new_id(),
+            "billing_cycle_day": 1,
+            "can_defer_billing": False,
+            "current_billing_period_start_date": None,
+            "current_billing_period_end_date": None,
+            "start_date": start,
+            "end_date": end,
+            "filter": None,
+            "fixed_fee_quantity_transitions": [],
+            "price": self.account.shared(price),
+            "usage_customer_ids": None,
+        }
+
+    def redeemable_coupon(self) -> Obj | None:
+        active = [c for c in self.account.coupons.values() if c["archived_at"] is None]
+        return self.rng.choice(active) if active else None
+
+    def usage(self, price: Obj, fraction: float = 1.0) -> int:
+        """Usage for one period; drafts see only the part of the period that has elapsed."""
+        if price["price_type"] == "fixed_price":
+            return 1
+        return int(self.rng.lognormvariate(8.0, 1.2) * fraction)
+
+    def invoice(
+        self,
+        customer: Obj,
+        lines: list[Obj],
+        *,
+        created: datetime,
+        invoice_date: datetime,
+        subscription: Obj | None,
+    ) -> Obj:
+        """A draft invoice whose totals agree with its line items."""
+        invoice: Obj = {
+            "id": self.new_id(),
+            "invoice_number": f"INV-{self.account.next_number('invoice'):06d}",
+            "created_at": created,
+            "invoice_date": invoice_date,
+            "due_date": None,
+            "status": "draft",
+            "issued_at": None,
+            "paid_at": None,
+            "voided_at": None,
+            "payment_received_at": None,
+            "payment_started_at": None,
+            "payment_failed_at": None,
+            "issue_failed_at": None,
+            "sync_failed_at": None,
+            "eligible_to_issue_at": invoice_date + 12 * HOUR,
+            "scheduled_issue_at": invoice_date + 12 * HOUR if customer["auto_collection"] else None,
+            "amount_due": ZERO,
+            "subtotal": ZERO,
+            "total": ZERO,
+            "minimum_amount": None,
+            "maximum_amount": None,
+            "currency": customer["currency"],
+            "customer": customer_ref(customer),
+            "subscription": None if subscription is None else {"id": subscription["id"]},
+            "invoice_source": "one_off" if subscription is None else "subscription",
+            "line_items": lines,
+            "customer_balance_transactions": [],
+            "credit_notes": [],
+            "payment_attempts": [],
+            "auto_collection": {
+                "enabled": customer["auto_collection"],
+                "next_attempt_at": None,
+                "num_attempts": 0,
+                "previously_attempted_at": None,
+            },
+            "discounts": [],
+            "discount": None,
+            "minimum": None,
+            "maximum": None,
+            "billing_address": customer["billing_address"],
+            "shipping_address": customer["shipping_address"],
+            "customer_tax_id": customer["tax_id"],
+            "metadata": {},
+            "memo": None,
+            "invoice_pdf": None,
+            "hosted_invoice_url": None,
+            "will_auto_issue": customer["auto_collection"],
+            "hidden_line_item_count": 0,
+        }
+        billing.settle(invoice)
+        self.made.append(invoice)
+        return self.account.add("invoices", invoice)
+
+    def line(
+        self, customer: Obj, price: Obj, quantity: int, period: tuple[datetime, datetime]
+    ) -> Obj:
+        discount = (self.new_id(), Decimal("0.1")) if self.rng.random() < 0.1 else None
+        return billing.new_line(
+            self.new_id(),
+            self.account.shared(price),
+            quantity,
+            period,
+            tax_rate=tax_rate(customer),
+            discount=discount,
+        )
+
+    def period_invoice(self, sub: Obj, start: datetime, end: datetime) -> Obj:
+        """The draft of one billing period; usage so far if the period is still running."""
+        customer, prices = sub["customer"], sub["plan"]["prices"]
+        count = self.line_items_per_invoice or len(prices)
+        elapsed = (self.now - start) / (end - start)
+        fraction = min(1.0, max(0.05, elapsed))
+        lines = [
+            self.line(customer, price, self.usage(price, fraction), (start, end))
+            for price in (prices[index % len(prices)] for index in range(count))
+        ]
+        created = min(start, self.now)
+        return self.invoice(customer, lines, created=created, invoice_date=end, subscription=sub)
+
+    def history(self, sub: Obj) -> None:
+        """Monthly invoices from the subscription's start to now, aged into realistic statuses."""
+        start = sub["start_date"]
+        stop = sub["end_date"] or add_months(month_start(self.now), 1)
+        while start < stop and start <= self.now:
+            end = add_months(start, 1)
+            invoice = self.period_invoice(sub, start, end)
+            if end <= self.now:
+                self.age(invoice, sub["net_terms"])
+            start = end
+
+    def age(self, invoice: Obj, net_terms: int) -> None:
+        """Move a past period's draft through issue, payment, sync or void according to its age."""
+        age = self.now - invoice["invoice_date"]
+        if age < DAY:
+            return
+        issued = self.between(invoice["invoice_date"] + HOUR, invoice["invoice_date"] + 14 * HOUR)
+        billing.issue(invoice, issued, net_terms)
+        roll = self.rng.random()
+        if roll < 0.03:
+            billing.void(invoice, self.between(issued, min(issued + 10 * DAY, self.now)))
+        elif roll < (0.6 if age.days <= net_terms else 0.06):
+            return
+        elif roll < 0.3 and age.days > net_terms:
+            billing.sync(invoice)
+        else:
+            billing.pay(
+                invoice,
+                self.between(issued, min(issued + net_terms * DAY, self.now)),
+                self.new_id(),
+            )
+
+    def one_off(self, customer: Obj, invoice_date: datetime, created: datetime) -> Obj:
+        """A non-subscription invoice for add-on prices in the customer's currency."""
+        prices = [p for p in self.account.prices.values() if p["currency"] == customer["currency"]]
+        prices = prices or list(self.account.prices.values())
+        chosen = self.rng.sample(prices, k=min(len(prices), self.rng.randint(1, 3)))
+        period = (invoice_date - 30 * DAY, invoice_date)
+        lines = [self.line(customer, price, self.usage(price), period) for price in chosen]
+        return self.invoice(
+            customer, lines, created=created, invoice_date=invoice_date, subscription=None
+        )
+
+    def settled_one_off(self, customer: Obj, invoice_date: datetime, created: datetime) -> Obj:
+        """A one-off invoice issued on its date and usually paid since."""
+        invoice = self.one_off(customer, invoice_date, created)
+        issued = max(invoice_date, created)
+        billing.issue(invoice, issued, 15)
+        if self.rng.random() < 0.7:
+            billing.pay(
+                invoice, self.between(issued, min(issued + 15 * DAY, self.now)), self.new_id()
+            )
+        return invoice
+
+    def credit_note(self, invoice: Obj, created: datetime) -> Obj | None:
+        """A credit note against the invoice's largest line, also listed on the invoice."""
+        line = max(invoice["line_items"], key=lambda li: li["amount"])
+        total = money(line["amount"] * Decimal(self.rng.choice(("0.1", "0.25", "0.5", "1"))))
+        if total <= 0:
+            return None
+        note: Obj = {
+            "id": self.new_id(),
+            "credit_note_number": f"CN-{self.account.next_number('credit_note'):06d}",
+            "invoice_id": invoice["id"],
+            "memo": self.rng.choice(("Service credit", "Billing correction", "Goodwill credit")),
+            "created_at": created,
+            "voided_at": None,
+            "type": self.rng.choice(("refund", "adjustment")),
+            "reason": self.rng.choice(
+                ("Duplicate", "Order change", "Product unsatisfactory", None)
+            ),
+            "subtotal": total,
+            "total": total,
+            "minimum_amount_refunded": None,
+            "customer": dict(invoice["customer"]),
+            "line_items": [
+                {
+                    "id": self.new_id(),
+                    "item_id": line["price"]["item"]["id"],
+                    "name": line["name"],
+                    "amount": total,
+                    "subtotal": total,
+                    "quantity": Number(1),
+                    "tax_amounts": [],
+                    "discounts": [],
+                    "start_time_inclusive": line["start_date"],
+                    "end_time_exclusive": line["end_date"],
+                }
+            ],
+            "discounts": [],
+            "maximum_amount_adjustment": None,
+            "credit_note_pdf": None,
+        }
+        note["credit_note_pdf"] = f"https://assets.withorb.com/credit_note/{note['id']}.pdf"
+        invoice["credit_notes"].append(
+            {
+                key: note[key]
+                for key in (
+                    "id",
+                    "credit_note_number",
+                    "memo",
+                    "reason",
+                    "total",
+                    "type",
+                    "voided_at",
+                )
+            }
+        )
+        return self.account.add("credit_notes", note)
+
+    # Credits, top-ups, balance, alerts -----------------------------------------------------------
+
+    def credits(self, customer: Obj, complete: bool = False) -> None:
+        """Credit blocks and the ledger explaining their balances; `complete` forces all kinds."""
+        plans = [
+            self.block_plan(customer, index, complete)
+            for index in range(self.rng.randint(1, 3) + complete)
+        ]
+        events = sorted((event for plan in plans for event in plan), key=lambda e: (e[0], e[1]))
+        ledger = Ledger(self, customer)
+        recent = self.now - 5 * DAY
+        for moment, _, kind, block in events:
+            pending = kind == "decrement" and moment > recent and self.rng.random() < 0.5
+            ledger.record(kind, block, moment, pending)
+        if complete:
+            ledger.record(
+                "decrement", plans[0][0][3], self.now - timedelta(minutes=1), pending=True
+            )
+
+    def block_plan(
+        self, customer: Obj, index: int, complete: bool
+    ) -> list[tuple[datetime, int, str, Obj]]:
+        """One block plus its ledger events (time, order, kind, block) up to now."""
+        rng = self.rng
+        effective = self.between(customer["created_at"], self.now - DAY)
+        expiry: datetime | None = (
+            effective + rng.choice((60, 365, 365)) * DAY if rng.random() < 0.8 else None
+        )
+        if complete:
+            effective = min(effective, self.now - (120 - index * 40) * DAY)
+            expiry = effective + 60 * DAY if index == 1 else effective + 400 * DAY
+        block = self.block(effective, expiry, pending_payment=not complete and rng.random() < 0.1)
+        self.account.add("credit_blocks", block, customer["id"])
+        events = [(effective, 0, "increment", block)]
+        changed = expiry is not None and (rng.random() < 0.2 or (complete and index == 0))
+        if changed and expiry is not None:
+            moment = self.between(effective, min(expiry, self.now))
+            events.append((moment, 1, "expiration_change", block))
+            expiry += 30 * DAY
+        window_end = min(expiry or self.now, self.now)
+        if block["status"] == "active":
+            for _ in range(rng.randint(1, 5)):
+                events.append(
+                    (
+                        self.between(min(effective + HOUR, window_end), window_end),
+                        2,
+                        "decrement",
+                        block,
+                    )
+                )
+            for kind, chance in (("void", 0.1), ("amendment", 0.15)):
+                if rng.random() < chance or (complete and index == 0):
+                    events.append(
+                        (
+                            self.between(min(effective + HOUR, window_end), window_end),
+                            3,
+                            kind,
+                            block,
+                        )
+                    )
+        if expiry is not None and expiry <= self.now:
+            events.append((expiry, 4, "credit_block_expiry", block))
+        return events
+
+    def block(self, effective: datetime, expiry: datetime | None, pending_payment: bool) -> Obj:
+        return {
+            "id": self.new_id(),
+            "balance": Number(0),
+            "maximum_initial_balance": Number(money(self.rng.choice((100, 250, 500, 1000, 5000)))),
+            "per_unit_cost_basis": self.rng.choice((Decimal("1.00"), Decimal("0.90"), None)),
+            "effective_date": effective,
+            "expiry_date": expiry,
+            "status": "pending_payment" if pending_payment else "active",
+            "credit_block_source": self.rng.choice(
+                ("allocation", "top_up", "commitment", "manual")
+            ),
+            "filters": [],
+            "credit_allocation": None,
+            "credit_commitment": None,
+            "metadata": {},
+        }
+
+    def top_up(self, customer: Obj, created: datetime) -> Obj:
+        top_up: Obj = {
+            "id": self.new_id(),
+            "amount": money(self.rng.choice((100, 250, 500))),
+            "threshold": money(self.rng.choice((10, 25, 50))),
+            "per_unit_cost_basis": Decimal("1.00"),
+            "currency": customer["currency"],
+            "expires_after": self.rng.choice((None, 12)),
+            "expires_after_unit": "month",
+            "invoice_settings": {
+                "auto_collection": True,
+                "net_terms": 0,
+                "memo": None,
+                "require_successful_payment": False,
+            },
+        }
+        self.account.born[top_up["id"]] = created
+        return self.account.add("top_ups", top_up, customer["id"])
+
+    def balance_transaction(
+        self,
+        customer: Obj,
+        action: str,
+        amount: Decimal,
+        created: datetime,
+        refs: tuple[str | None, str | None],
+    ) -> Obj:
+        """An immutable balance change; the customer's balance follows it."""
+        start = customer["balance"]
+        customer["balance"] = start + amount
+        txn: Obj = {
+            "id": self.new_id(),
+            "created_at": created,
+            "type": "increment" if amount >= 0 else "decrement",
+            "action": action,
+            "amount": amount,
+            "starting_balance": start,
+            "ending_balance": customer["balance"],
+            "description": action.replace("_", " ").capitalize(),
+            "invoice": None if refs[0] is None else {"id": refs[0]},
+            "credit_note": None if refs[1] is None else {"id": refs[1]},
+        }
+        return self.account.add("customer_balance_transactions", txn, customer["id"])
+
+    def balance_history(self, customer: Obj, invoices: list[Obj], notes: list[Obj]) -> None:
+        """A few chronological balance transactions referencing invoices and credit notes."""
+        plan: list[tuple[datetime, str, Obj | None]] = []
+        for _ in range(self.rng.randint(0, 3)):
+            plan.append((self.between(customer["created_at"], self.now), "manual_adjustment", None))
+        issued = [i for i in invoices if i["issued_at"] is not None]
+        if issued and self.rng.random() < 0.5:
+            invoice = self.rng.choice(issued)
+            plan.append((invoice["issued_at"] + HOUR, "applied_to_invoice", invoice))
+        for note in notes:
+            plan.append((note["created_at"] + HOUR, "credit_note_applied", note))
+        for moment, action, ref in sorted(plan, key=lambda p: p[0]):
+            self.planned_transaction(customer, action, ref, min(moment, self.now))
+
+    def planned_transaction(
+        self, customer: Obj, action: str, ref: Obj | None, moment: datetime
+    ) -> None:
+        if action == "manual_adjustment":
+            amount = money(self.rng.choice((25, 50, 100, -10)))
+            self.balance_transaction(customer, action, amount, moment, (None, None))
+        elif action == "credit_note_applied" and ref is not None:
+            self.balance_transaction(
+                customer, action, ref["total"], moment, (ref["invoice_id"], ref["id"])
+            )
+        elif ref is not None and customer["balance"] > 0:
+            amount = -min(customer["balance"], ref["total"])
+            self.balance_transaction(customer, action, amount, moment, (ref["id"], None))
+
+    def alert(self, customer: Obj, subscription: Obj | None, created: datetime) -> Obj:
+        kinds = ["credit_balance_depleted", "credit_balance_dropped"]
+        if subscription is not None:
+            kinds += ["usage_exceeded", "cost_exceeded"]
+        kind = self.rng.choice(kinds)
+        value = Number(self.rng.choice((10, 100, 1000)))
+        credit = kind.startswith("credit")
+        alert: Obj = {
+            "id": self.new_id(),
+            "created_at": created,
+            "type": kind,
+            "enabled": self.rng.random() < 0.8,
+            "currency": customer["currency"],
+            "customer": customer_ref(customer),
+            "subscription": None if credit or subscription is None else {"id": subscription["id"]},
+            "plan": None,
+            "metric": None,
+            "thresholds": None if kind == "credit_balance_depleted" else [{"value": value}],
+            "balance_alert_status": [{"in_alert": False, "threshold_value": value}]
+            if credit
+            else None,
+            "grouping_keys": None,
+            "price_filters": None,
+            "threshold_overrides": None,
+            "license_type": None,
+        }
+        return self.account.add("alerts", alert, customer["id"])
+
+    # Whole customers -----------------------------------------------------------------------------
+
+    def active_plans(self, currency: str) -> list[Obj]:
+        plans = [
+            p
+            for p in self.account.plans.values()
+            if p["status"] == "active" and p["currency"] == currency
+        ]
+        return plans or [p for p in self.account.plans.values() if p["status"] == "active"]
+
+    def customer_bundle(
+        self, created: datetime, starts: datetime | None = None, complete: bool = False
+    ) -> Obj:
+        """A customer with subscriptions, invoices, credits, top-ups, balance history and alerts."""
+        self.made = []
+        customer = self.customer(created)
+        subs = self.subscriptions(customer, starts)
+        if self.rng.random() < 0.1 and starts is None:
+            self.settled_one_off(customer, self.between(created, self.now - DAY), created)
+        invoices = self.made
+        notes = self.credit_notes(invoices)
+        self.credits(customer, complete)
+        for _ in range(self.rng.randint(0 if starts is None else 1, 2)):
+            self.top_up(customer, self.between(created, self.now))
+        self.balance_history(customer, invoices, notes)
+        for _ in range(self.rng.randint(1, 3)):
+            self.alert(
+                customer, self.rng.choice(subs) if subs else None, self.between(created, self.now)
+            )
+        return customer
+
+    def subscriptions(self, customer: Obj, starts: datetime | None) -> list[Obj]:
+        """Zero to two subscriptions; `starts` forces one upcoming subscription starting then."""
+        plans = self.active_plans(customer["currency"])
+        if starts is not None:
+            return [
+                self.subscription(
+                    customer, self.rng.choice(plans), starts, customer["created_at"], None
+                )
+            ]
+        first = add_months(month_start(customer["created_at"]), 1)
+        count = self.rng.choices((0, 1, 2), weights=(4, 86, 10))[0]
+        subs = []
+        for index in range(count):
+            start = add_months(first, index * self.rng.randint(1, 4))
+            sub = self.subscription(
+                customer, self.rng.choice(plans), start, customer["created_at"], self.end(start)
+            )
+            self.history(sub)
+            subs.append(sub)
+        return subs
+
+    def end(self, start: datetime) -> datetime | None:
+        """An end date for about one subscription in ten that has run at least two months."""
+        latest = month_start(self.now)
+        if add_months(start, 2) > latest or self.rng.random() >= 0.1:
+            return None
+        months = (latest.year - start.year) * 12 + latest.month - start.month
+        return add_months(start, self.rng.randint(2, months))
+
+    def credit_notes(self, invoices: list[Obj]) -> list[Obj]:
+        """Credit notes on some paid invoices, a fifth of them voided later."""
+        notes = []
+        for invoice in invoices:
+            if invoice["status"] != "paid" or invoice["total"] <= 0 or self.rng.random() >= 0.06:
+                continue
+            created = self.between(invoice["paid_at"], min(invoice["paid_at"] + 20 * DAY, self.now))
+            note = self.credit_note(invoice, created)
+            if note is not None:
+                notes.append(note)
+                if self.rng.random() < 0.2:
+                    void_credit_note(self.account, note, self.between(created, self.now))
+        return notes
+
+
+class Ledger:
+    """Appends to one customer's credit ledger, keeping running and block balances consistent."""
+
+    def __init__(self, builder: Builder, customer: Obj) -> None:
+        self.builder = builder
+        self.customer = customer
+        self.entries = builder.account.of_customer("credit_ledger_entries", customer["id"])
+        last = max(self.entries.values(), key=lambda e: e["ledger_sequence_number"], default=None)
+        self.sequence = 0 if last is None else last["ledger_sequence_number"]
+        self.balance = Decimal(0) if last is None else Decimal(last["ending_balance"])
+
+    def amount(self, kind: str, block: Obj) -> Decimal:
+        """How much an entry of this kind moves the block, given its current balance."""
+        balance = Decimal(block["balance"])
+        rng = self.builder.rng
+        if kind == "increment":
+            return Decimal(block["maximum_initial_balance"])
+        if kind == "decrement":
+            return -min(
+                balance, max(money(balance * Decimal(rng.uniform(0.05, 0.35))), Decimal("0.01"))
+            )
+        if kind == "void":
+            return -money(balance / 2)
+        if kind == "amendment":
+            return (
+                money(rng.choice((5, 10, 25))) if rng.random() < 0.5 or balance < 25 else money(-10)
+            )
+        if kind == "credit_block_expiry":
+            return -balance
+        return Decimal(0)
+
+    def record(self, kind: str, block: Obj, moment: datetime, pending: bool = False) -> Obj | None:
+        """Append one entry unless it would move nothing (a zero decrement, void or expiry)."""
+        amount = self.amount(kind, block)
+        if amount == 0 and kind != "expiration_change":
+            return None
+        if kind == "expiration_change" and block["expiry_date"] is not None:
+            block["expiry_date"] += 30 * DAY
+        self.sequence += 1
+        start, self.balance = self.balance, self.balance + amount
+        block["balance"] = Number(Decimal(block["balance"]) + amount)
+        entry = self.entry(kind, block, moment, amount, start, pending)
+        return self.builder.account.add("credit_ledger_entries", entry, self.customer["id"])
+
+    def entry(
+        self,
+        kind: str,
+        block: Obj,
+        moment: datetime,
+        amount: Decimal,
+        start: Decimal,
+        pending: bool,
+    ) -> Obj:
+        entry: Obj = {
+            "id": self.builder.new_id(),
+            "created_at": moment,
+            "entry_type": kind,
+            "entry_status": "pending" if pending else "committed",
+            "ledger_sequence_number": self.sequence,
+            "amount": Number(amount),
+            "starting_balance": Number(start),
+            "ending_balance": Number(self.balance),
+            "currency": self.customer["currency"],
+            "customer": customer_ref(self.customer),
+            "credit_block": {
+                "id": block["id"],
+                "expiry_date": block["expiry_date"],
+                "filters": [],
+                "per_unit_cost_basis": block["per_unit_cost_basis"],
+            },
+            "description": kind.replace("_", " ").capitalize(),
+            "metadata": {},
+        }
+        entry.update(self.extra(kind, block, amount))
+        return entry
+
+    def extra(self, kind: str, block: Obj, amount: Decimal) -> Obj:
+        """The fields only one entry type carries."""
+        if kind == "increment":
+            return {"created_invoices": []}
+        if kind == "decrement":
+            return {"invoice_id": None, "price_id": None, "event_id": None}
+        if kind == "expiration_change":
+            return {"new_block_expiry_date": block["expiry_date"]}
+        if kind == "void":
+            return {"void_amount": Number(-amount), "void_reason": "refund"}
+        return {}
+
+
+def current_period(start: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """The monthly billing period, counted from the subscription start, that contains now."""
+    period_start = add_months(start, max((now.year - start.year) * 12 + now.month - start.month, 0))
+    if period_start > now:
+        period_start = add_months(period_start, -1)
+    return period_start, add_months(period_start, 1)
+
+
+def set_period(sub: Obj, period: tuple[datetime, datetime] | None) -> None:
+    """Point the subscription and its price intervals at a billing period (None if not active)."""
+    start, end = period if period is not None else (None, None)
+    sub["current_billing_period_start_date"] = start
+    sub["current_billing_period_end_date"] = end
+    for interval in sub["price_intervals"]:
+        interval["current_billing_period_start_date"] = start
+        interval["current_billing_period_end_date"] = end
+
+
+def void_credit_note(account: Account, note: Obj, at: datetime) -> None:
+    """Void a credit note and its summary on the invoice."""
+    note["voided_at"] = at
+    invoice = account.invoices.get(note["invoice_id"])
+    for summary in [] if invoice is None else invoice["credit_notes"]:
+        if summary["id"] == note["id"]:
+            summary["voided_at"] = at
+
+
+def generate_account(
+    *,
+    customers: int = 100,
+    seed: int = 42,
+    months: int = 13,
+    now: datetime | None = None,
+    line_items_per_invoice: int | None = None,
+) -> Account:
+    """A deterministic account with `months` of history ending at `now` (default: now, UTC)."""
+    clock = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    account = Account(now=clock)
+    builder = Builder(account, random.Random(seed), line_items_per_invoice)
+    origin = add_months(month_start(clock), -(months - 1)) - 90 * DAY
+    builder.catalog(origin)
+    first, history = origin + 60 * DAY, origin + 90 * DAY
+    for index in range(customers):
+        if index == customers - 1 and customers > 1:
+            created = builder.between(clock - 10 * DAY, clock - DAY)
+            builder.customer_bundle(created, starts=month_start(clock + 32 * DAY))
+        elif index == 0:
+            builder.customer_bundle(builder.between(first, first + 30 * DAY), complete=True)
+        else:
+            early = builder.rng.random() < 0.7
+            builder.customer_bundle(
+                builder.between(first, history)
+                if early
+                else builder.between(history, clock - 2 * DAY)
+            )
+    return account

@@ -1,0 +1,360 @@
+"""Schema hints: the declared shape of every table, so types never depend on the first page.
+
+Money and quantities are DECIMAL, timestamps are UTC-aware, `metadata` is one JSON column,
+and declared columns exist from the first load even while every value is still NULL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import dlt
+from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
+from dlt.extract.hints import TResourceNestedHints
+
+MONEY: TColumnSchema = {"data_type": "decimal", "precision": 38, "scale": 9, "nullable": True}
+TIMESTAMP: TColumnSchema = {"data_type": "timestamp", "timezone": True, "nullable": True}
+JSON: TColumnSchema = {"data_type": "json", "nullable": True}
+TEXT: TColumnSchema = {"data_type": "text", "nullable": True}
+BIGINT: TColumnSchema = {"data_type": "bigint", "nullable": True}
+BOOL: TColumnSchema = {"data_type": "bool", "nullable": True}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Columns by type; names are dlt's flattened names (`auto_collection__next_attempt_at`)."""
+
+    decimal: tuple[str, ...] = ()
+    timestamp: tuple[str, ...] = ()
+    json: tuple[str, ...] = ()
+    text: tuple[str, ...] = ()
+    bigint: tuple[str, ...] = ()
+    bool: tuple[str, ...] = ()
+    nested: Mapping[tuple[str, ...], Shape] = field(default_factory=dict)
+
+    def columns(self) -> TTableSchemaColumns:
+        typed = (
+            (self.text, TEXT),
+            (self.bool, BOOL),
+            (self.bigint, BIGINT),
+            (self.decimal, MONEY),
+            (self.timestamp, TIMESTAMP),
+            (self.json, JSON),
+        )
+        return {name: {"name": name, **hint} for names, hint in typed for name in names}
+
+
+def address_columns(prefix: str) -> tuple[str, ...]:
+    """An Orb Address object, flattened the way dlt names its columns."""
+    parts = ("line1", "line2", "city", "state", "postal_code", "country")
+    return tuple(f"{prefix}__{part}" for part in parts)
+
+
+def tax_id_columns(prefix: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}__{part}" for part in ("country", "type", "value"))
+
+
+ROOT = Shape(text=("id",), timestamp=("deleted_at", "synced_at"))
+"""Columns every table has: Orb's id, the deletion marker and when the row was last read."""
+
+PRICE = Shape(
+    decimal=(
+        "minimum_amount",
+        "maximum_amount",
+        "fixed_price_quantity",
+        "conversion_rate",
+        "unit_config__unit_amount",
+        "package_config__package_amount",
+        "package_config__package_size",
+    ),
+    timestamp=("created_at",),
+    text=(
+        "id",
+        "name",
+        "model_type",
+        "currency",
+        "cadence",
+        "price_type",
+        "external_price_id",
+        "invoice_grouping_key",
+        "replaces_price_id",
+        "billable_metric__id",
+    ),
+    bigint=("plan_phase_order",),
+    json=(
+        "metadata",
+        "credit_allocation",
+        "dimensional_price_configuration",
+        "discount",
+        "invoicing_cycle_configuration",
+        "minimum",
+        "maximum",
+    ),
+    nested={("tiered_config__tiers",): Shape(decimal=("unit_amount", "first_unit", "last_unit"))},
+)
+
+SHAPES: Mapping[str, Shape] = {
+    "customers": Shape(
+        decimal=("balance",),
+        timestamp=("created_at",),
+        text=(
+            "external_customer_id",
+            "name",
+            "email",
+            "currency",
+            "timezone",
+            "portal_url",
+            *address_columns("billing_address"),
+            *address_columns("shipping_address"),
+            *tax_id_columns("tax_id"),
+        ),
+        bool=("auto_collection", "auto_issuance", "email_delivery"),
+        json=(
+            "metadata",
+            "hierarchy",
+            "accounting_sync_configuration",
+            "reporting_configuration",
+            "payment_configuration",
+        ),
+    ),
+    "subscriptions": Shape(
+        decimal=("invoicing_threshold",),
+        timestamp=(
+            "created_at",
+            "start_date",
+            "end_date",
+            "current_billing_period_start_date",
+            "current_billing_period_end_date",
+            "trial_info__end_date",
+            "redeemed_coupon__start_date",
+            "redeemed_coupon__end_date",
+        ),
+        text=(
+            "customer_id",
+            "plan_id",
+            "status",
+            "name",
+            "default_invoice_memo",
+            "redeemed_coupon__coupon_id",
+        ),
+        bigint=(
+            "active_plan_phase_order",
+            "billing_cycle_day",
+            "net_terms",
+            "billing_cycle_anchor_configuration__day",
+            "billing_cycle_anchor_configuration__month",
+            "billing_cycle_anchor_configuration__year",
+        ),
+        json=("metadata", "pending_subscription_change"),
+        nested={
+            ("price_intervals",): Shape(
+                timestamp=(
+                    "start_date",
+                    "end_date",
+                    "current_billing_period_start_date",
+                    "current_billing_period_end_date",
+                ),
+                json=("price", "filter", "fixed_fee_quantity_transitions", "usage_customer_ids"),
+            ),
+        },
+    ),
+    "invoices": Shape(
+        decimal=("amount_due", "subtotal", "total", "minimum_amount", "maximum_amount"),
+        timestamp=(
+            "created_at",
+            "invoice_date",
+            "due_date",
+            "issued_at",
+            "paid_at",
+            "voided_at",
+            "payment_received_at",
+            "payment_started_at",
+            "payment_failed_at",
+            "issue_failed_at",
+            "sync_failed_at",
+            "eligible_to_issue_at",
+            "scheduled_issue_at",
+            "auto_collection__next_attempt_at",
+            "auto_collection__previously_attempted_at",
+        ),
+        text=(
+            "customer_id",
+            "subscription_id",
+            "status",
+            "currency",
+            "invoice_number",
+            "invoice_source",
+            "memo",
+            *address_columns("billing_address"),
+            *address_columns("shipping_address"),
+            *tax_id_columns("customer_tax_id"),
+        ),
+        json=("metadata", "discount", "minimum", "maximum"),
+        nested={
+            ("credit_notes",): Shape(decimal=("total",), timestamp=("voided_at",)),
+            ("payment_attempts",): Shape(
+                decimal=("amount",), timestamp=("created_at",), text=("receipt_pdf",)
+            ),
+            ("customer_balance_transactions",): Shape(
+                decimal=("amount", "starting_balance", "ending_balance"),
+                timestamp=("created_at",),
+            ),
+        },
+    ),
+    "invoice_line_items": Shape(
+        decimal=(
+            "amount",
+            "subtotal",
+            "adjusted_subtotal",
+            "credits_applied",
+            "partially_invoiced_amount",
+            "quantity",
+        ),
+        timestamp=("start_date", "end_date"),
+        text=("invoice_id", "name", "price_id"),
+        json=("price", "filter", "grouping", "usage_customer_ids"),
+        nested={
+            ("sub_line_items",): Shape(
+                decimal=(
+                    "amount",
+                    "quantity",
+                    "scaled_quantity",
+                    "tier_config__unit_amount",
+                    "tier_config__first_unit",
+                    "tier_config__last_unit",
+                ),
+                json=("matrix_config", "grouping"),
+            ),
+            ("tax_amounts",): Shape(
+                decimal=("amount", "tax_rate_percentage"), text=("tax_reason",)
+            ),
+            ("adjustments",): Shape(
+                decimal=("amount", "percentage_discount", "amount_discount"),
+                text=("replaces_adjustment_id",),
+            ),
+        },
+    ),
+    "credit_notes": Shape(
+        decimal=("subtotal", "total", "minimum_amount_refunded"),
+        timestamp=("created_at", "voided_at"),
+        text=("customer_id", "invoice_id", "credit_note_number", "type", "reason", "memo"),
+        json=("maximum_amount_adjustment",),
+        nested={
+            ("line_items",): Shape(
+                decimal=("amount", "subtotal", "quantity"),
+                timestamp=("start_time_inclusive", "end_time_exclusive"),
+            ),
+            ("discounts",): Shape(decimal=("amount_applied",)),
+        },
+    ),
+    "plans": Shape(
+        decimal=("minimum_amount", "maximum_amount"),
+        timestamp=("created_at", "product__created_at"),
+        text=(
+            "name",
+            "status",
+            "currency",
+            "external_plan_id",
+            "description",
+            "base_plan_id",
+            "default_invoice_memo",
+        ),
+        bigint=("trial_config__trial_period",),
+        json=("metadata", "base_plan", "discount", "minimum", "maximum"),
+        nested={
+            ("prices",): PRICE,
+            ("prices", "tiered_config__tiers"): PRICE.nested[("tiered_config__tiers",)],
+            ("plan_phases",): Shape(decimal=("minimum_amount", "maximum_amount")),
+        },
+    ),
+    "prices": PRICE,
+    "items": Shape(timestamp=("created_at", "archived_at"), text=("name",), json=("metadata",)),
+    "coupons": Shape(
+        decimal=(
+            "discount__amount_discount",
+            "discount__percentage_discount",
+            "discount__usage_discount",
+        ),
+        timestamp=("archived_at",),
+        text=("redemption_code", "discount__reason"),
+        bigint=("times_redeemed", "max_redemptions", "duration_in_months"),
+    ),
+    "billable_metrics": Shape(
+        timestamp=("item__created_at", "item__archived_at"),
+        text=("name", "description", "status", "sql"),
+        json=("metadata", "item__metadata"),
+    ),
+    "alerts": Shape(
+        timestamp=("created_at",),
+        text=("customer_id", "subscription_id", "type", "currency"),
+        bool=("enabled",),
+        json=(
+            "grouping_keys",
+            "license_type",
+            "metric",
+            "plan",
+            "price_filters",
+            "threshold_overrides",
+        ),
+        nested={
+            ("thresholds",): Shape(decimal=("value",)),
+            ("balance_alert_status",): Shape(decimal=("threshold_value",)),
+        },
+    ),
+    "credit_ledger_entries": Shape(
+        decimal=(
+            "amount",
+            "starting_balance",
+            "ending_balance",
+            "void_amount",
+            "credit_block__per_unit_cost_basis",
+        ),
+        timestamp=("created_at", "new_block_expiry_date", "credit_block__expiry_date"),
+        text=(
+            "customer_id",
+            "entry_type",
+            "entry_status",
+            "currency",
+            "description",
+            "invoice_id",
+            "price_id",
+            "void_reason",
+            "event_id",
+            "credit_block__id",
+        ),
+        bigint=("ledger_sequence_number",),
+        json=("metadata", "created_invoices", "credit_block__filters"),
+    ),
+    "credit_blocks": Shape(
+        decimal=("balance", "maximum_initial_balance", "per_unit_cost_basis"),
+        timestamp=("effective_date", "expiry_date"),
+        text=("customer_id", "status", "credit_block_source"),
+        json=("metadata", "filters", "credit_allocation", "credit_commitment"),
+    ),
+    "top_ups": Shape(
+        decimal=("amount", "threshold", "per_unit_cost_basis"),
+        text=("customer_id", "currency", "expires_after_unit", "invoice_settings__memo"),
+        bigint=("expires_after",),
+    ),
+    "customer_balance_transactions": Shape(
+        decimal=("amount", "starting_balance", "ending_balance"),
+        timestamp=("created_at",),
+        text=("customer_id", "invoice_id", "credit_note_id", "type", "action", "description"),
+    ),
+}
+
+
+def table_columns(table: str) -> TTableSchemaColumns:
+    """The declared columns of a contract table: the common ones, then the table's own."""
+    columns = ROOT.columns() | SHAPES[table].columns()
+    columns["id"] = {**columns["id"], "nullable": False}
+    return columns
+
+
+def nested_hints(table: str) -> dict[str | tuple[str, ...], TResourceNestedHints]:
+    """DECIMAL and timestamp hints for dlt's child tables (`invoice_line_items__tax_amounts`)."""
+    return {
+        path: dlt.mark.make_nested_hints(columns=shape.columns())
+        for path, shape in SHAPES[table].nested.items()
+    }

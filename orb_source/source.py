@@ -1,0 +1,131 @@
+"""The `orb` dlt source: one resource per table, built from the endpoint catalog."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dlt
+from dlt.extract import DltResource
+
+from .catalog import CATALOG, Endpoint, Scope, Sync
+from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits
+from .schema import nested_hints, table_columns
+from .strategies import (
+    State,
+    SyncContext,
+    read_lifecycle,
+    read_per_customer,
+    read_refresh,
+    read_watermark,
+)
+from .transform import Row, split_children, to_rows, without_field
+
+READERS: dict[Sync, Callable[[SyncContext, Endpoint, State], Iterator[Page]]] = {
+    Sync.REFRESH: read_refresh,
+    Sync.WATERMARK: read_watermark,
+    Sync.LIFECYCLE: read_lifecycle,
+}
+
+
+@dlt.source(name="orb", max_table_nesting=2)
+def orb(
+    api_key: str | None = dlt.secrets.value,
+    base_url: str | None = dlt.config.value,
+    start_date: str | None = None,
+    full_refresh: bool = False,
+    full_refresh_every_days: int | None = 7,
+    max_concurrency: int = 32,
+    read_rate_limit: float = RateLimits.read,
+    credit_balance_rate_limit: float = RateLimits.credit_balance,
+) -> list[DltResource]:
+    """Every Orb table of the contract, kept equal to the API's current state.
+
+    Args:
+        api_key: Orb API key; `ORB_API_KEY` wins over dlt's `sources.orb.api_key`.
+        base_url: API root; `ORB_BASE_URL` wins over `sources.orb.base_url`.
+        start_date: ISO date; history before it is skipped on first load (cursor tables).
+        full_refresh: re-read everything and detect every deletion this run.
+        full_refresh_every_days: periodic safety sweep; a full listing once this many days
+            have passed since the last one. None or 0 turns it off.
+        max_concurrency: requests in flight at once, across all endpoints.
+        read_rate_limit: requests per second for Orb's read class.
+        credit_balance_rate_limit: requests per second for the credit-balance class.
+    """
+    client = OrbClient(
+        os.environ.get("ORB_API_KEY") or api_key or "",
+        os.environ.get("ORB_BASE_URL") or base_url or DEFAULT_BASE_URL,
+        rate_limits=RateLimits(read_rate_limit, credit_balance_rate_limit),
+        max_concurrency=max_concurrency,
+    )
+    ctx = SyncContext(
+        client=client,
+        started_at=datetime.now(UTC).replace(microsecond=0),
+        full_refresh=full_refresh,
+        start_date=parse_start_date(start_date) if start_date else None,
+        full_refresh_every=timedelta(days=full_refresh_every_days)
+        if full_refresh_every_days
+        else None,
+        max_concurrency=max_concurrency,
+    )
+    return [resource for endpoint in CATALOG for resource in endpoint_resources(ctx, endpoint)]
+
+
+def parse_start_date(value: str) -> datetime:
+    """`YYYY-MM-DD` (or a full ISO timestamp) as an aware UTC datetime."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def endpoint_resources(ctx: SyncContext, endpoint: Endpoint) -> list[DltResource]:
+    """The table's resource, or a hidden page reader feeding a parent and a child table."""
+    if endpoint.child_table is None:
+        rows = table_rows(ctx, endpoint)
+        return [
+            dlt.resource(
+                rows, name=endpoint.table, parallelized=True, **table_hints(endpoint.table)
+            )
+        ]
+    array_field, child, link = endpoint.child_table
+    pages = dlt.resource(
+        table_rows(ctx, endpoint), name=f"{endpoint.table}_pages", selected=False, parallelized=True
+    )
+
+    def parent_rows(rows: list[Row]) -> list[Row]:
+        return without_field(rows, array_field)
+
+    def child_rows(rows: list[Row]) -> list[Row]:
+        return split_children(rows, array_field, link, ctx.started_at)
+
+    return [
+        dlt.transformer(
+            parent_rows, data_from=pages, name=endpoint.table, **table_hints(endpoint.table)
+        ),
+        dlt.transformer(child_rows, data_from=pages, name=child, **table_hints(child)),
+    ]
+
+
+def table_hints(table: str) -> dict[str, Any]:
+    return {
+        "primary_key": "id",
+        "write_disposition": "merge",
+        "columns": table_columns(table),
+        "nested_hints": nested_hints(table),
+    }
+
+
+def table_rows(ctx: SyncContext, endpoint: Endpoint) -> Callable[[], Iterator[list[Row]]]:
+    """The generator behind one resource: its strategy's pages, shaped into rows."""
+
+    def rows() -> Iterator[list[Row]]:
+        state = dlt.current.resource_state()
+        if endpoint.scope is Scope.CUSTOMER:
+            for customer_id, page in read_per_customer(ctx, endpoint, state):
+                yield to_rows(page, endpoint.links, ctx.started_at, customer_id)
+        else:
+            for page in READERS[endpoint.sync](ctx, endpoint, state):
+                yield to_rows(page, endpoint.links, ctx.started_at)
+
+    return rows

@@ -1,0 +1,106 @@
+"""The deletion sweep: after a load, mark rows whose objects are gone from Orb.
+
+Orb has no tombstones: a deleted customer or a deactivated top-up simply stops being listed.
+Every row carries `synced_at`, the start of the run that last read it, and source state
+records which listings each run completed (`listings`, committed with that run's data).
+A row older than a complete listing of its table was not in it, so it is gone.
+
+Every rule is derived from what the destination already holds, so the sweep is idempotent:
+a run that dies between load and sweep is swept by the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import dlt
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.destinations.sql_client import SqlClientBase
+
+from .catalog import CATALOG, CHILD_TABLES, Scope
+
+CUSTOMER_CHILDREN: tuple[str, ...] = tuple(
+    endpoint.table
+    for endpoint in CATALOG
+    if endpoint.scope is Scope.CUSTOMER or "customer_id" in endpoint.links.values()
+)
+"""Tables whose rows follow their customer when it is deleted."""
+
+
+def sweep_deletions(pipeline: dlt.Pipeline) -> None:
+    """Apply every deletion rule to the pipeline's destination."""
+    listings = pipeline.state.get("sources", {}).get("orb", {}).get("listings", {})
+    with pipeline.sql_client() as sql:
+        for table, entry in _with_child_listings(listings).items():
+            for listing in entry.values():
+                _mark_unlisted(sql, table, listing)
+        for child, (parent, link) in CHILD_TABLES.items():
+            _mark_dropped_children(sql, child, parent, link)
+        for table in CUSTOMER_CHILDREN:
+            _follow_parent(sql, table, "customers", "customer_id")
+        for child, (parent, link) in CHILD_TABLES.items():
+            _follow_parent(sql, child, parent, link)
+
+
+def _with_child_listings(listings: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete listing of invoices is also a complete listing of their line items."""
+    extended = dict(listings)
+    for child, (parent, _) in CHILD_TABLES.items():
+        complete = listings.get(parent, {}).get("complete")
+        if complete:
+            extended[child] = {"complete": complete}
+    return extended
+
+
+def _mark_unlisted(sql: SqlClientBase[Any], table: str, listing: Mapping[str, Any]) -> None:
+    """Rows not read by a listing that would have read them."""
+    at = datetime.fromisoformat(listing["at"])
+    condition, args = "", []
+    if "column" in listing:
+        placeholders = ", ".join(["%s"] * len(listing["values"]))
+        condition = f" AND {sql.escape_column_name(listing['column'])} IN ({placeholders})"
+        args = list(listing["values"])
+    _execute(
+        sql,
+        f"UPDATE {sql.make_qualified_table_name(table)} SET deleted_at = %s"
+        f" WHERE deleted_at IS NULL AND synced_at < %s{condition}",
+        at,
+        at,
+        *args,
+    )
+
+
+def _mark_dropped_children(sql: SqlClientBase[Any], child: str, parent: str, link: str) -> None:
+    """Line items missing from the latest read of their invoice (a recomputed draft)."""
+    _execute(
+        sql,
+        f"UPDATE {sql.make_qualified_table_name(child)} AS c"
+        f" SET deleted_at = (SELECT p.synced_at FROM {sql.make_qualified_table_name(parent)} AS p"
+        f" WHERE p.id = c.{link})"
+        f" WHERE c.deleted_at IS NULL AND EXISTS (SELECT 1 FROM"
+        f" {sql.make_qualified_table_name(parent)} AS p"
+        f" WHERE p.id = c.{link} AND p.synced_at > c.synced_at)",
+    )
+
+
+def _follow_parent(sql: SqlClientBase[Any], child: str, parent: str, link: str) -> None:
+    """Children of a deleted parent are deleted with it."""
+    _execute(
+        sql,
+        f"UPDATE {sql.make_qualified_table_name(child)} AS c"
+        f" SET deleted_at = (SELECT p.deleted_at FROM {sql.make_qualified_table_name(parent)} AS p"
+        f" WHERE p.id = c.{link})"
+        f" WHERE c.deleted_at IS NULL AND c.{link} IN (SELECT id FROM"
+        f" {sql.make_qualified_table_name(parent)} WHERE deleted_at IS NOT NULL)",
+    )
+
+
+def _execute(sql: SqlClientBase[Any], statement: str, *args: Any) -> None:
+    """Run one rule; a table that was never loaded has nothing to sweep."""
+    try:
+        sql.execute_sql(statement, *args)
+    except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+        return

@@ -1,0 +1,112 @@
+"""Compare what a pipeline loaded with the sandbox account's current state, field by field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import dlt
+
+from orb_source.catalog import ENDPOINTS, TABLES
+from orb_source.sandbox import Account
+
+JSON_COLUMNS = {
+    "metadata",
+    "hierarchy",
+    "price",
+    "filter",
+    "grouping",
+    "filters",
+    "created_invoices",
+}
+
+
+def query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
+    """Run SQL on the pipeline's dataset; `{invoices}`-style placeholders name its tables."""
+    with pipeline.sql_client() as client:
+        names = {table: client.make_qualified_table_name(table) for table in TABLES}
+        return list(client.execute_sql(sql.format(**names)) or [])
+
+
+def fetch_table(pipeline: dlt.Pipeline, table: str) -> dict[str, dict[str, Any]]:
+    """Rows by id; fails if an id appears twice."""
+    with pipeline.sql_client() as sql:
+        name = sql.make_qualified_table_name(table)
+        with sql.execute_query(f"SELECT * FROM {name}") as cursor:
+            columns = [d[0] for d in cursor.description]
+            rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+    by_id = {row["id"]: row for row in rows}
+    assert len(by_id) == len(rows), f"{table}: duplicate ids"
+    return by_id
+
+
+def assert_mirror(
+    pipeline: dlt.Pipeline, account: Account, tables: tuple[str, ...] = TABLES
+) -> None:
+    """Every table holds exactly the account's live objects, and marks what is gone."""
+    for table in tables:
+        rows = fetch_table(pipeline, table)
+        expected = account.objects(table)
+        live = {row_id for row_id, row in rows.items() if row["deleted_at"] is None}
+        assert live == set(expected), _id_diff(table, live, set(expected))
+        gone_loaded = account.gone(table) & set(rows)
+        still_live = sorted(row_id for row_id in gone_loaded if rows[row_id]["deleted_at"] is None)
+        assert not still_live, (
+            f"{table}: gone from the API but not marked deleted: {still_live[:5]}"
+        )
+        for row_id, obj in expected.items():
+            assert_same_fields(table, obj, rows[row_id])
+
+
+def assert_same_fields(table: str, obj: Mapping[str, Any], row: Mapping[str, Any]) -> None:
+    links = ENDPOINTS[table].links if table in ENDPOINTS else {}
+    for column, value in flatten(obj, links).items():
+        if column in row:
+            assert same_value(value, row[column]), (
+                f"{table}.{column} of {obj.get('id')}: API {value!r} != warehouse {row[column]!r}"
+            )
+        else:
+            assert value is None, f"{table}: column {column} missing (API has {value!r})"
+    for embedded, column in links.items():
+        link = obj.get(embedded)
+        expected_id = link.get("id") if isinstance(link, Mapping) else link
+        assert row.get(column) == expected_id, f"{table}.{column} of {obj.get('id')}"
+    endpoint = ENDPOINTS.get(table)
+    if endpoint and endpoint.scope.value == "customer":
+        assert row["customer_id"] == obj.get("customer_id", row["customer_id"])
+
+
+def flatten(obj: Mapping[str, Any], links: Mapping[str, str], prefix: str = "") -> dict[str, Any]:
+    """dlt's flattening of nested objects into `a__b` columns; arrays are child tables."""
+    flat: dict[str, Any] = {}
+    for key, value in obj.items():
+        column = f"{prefix}{key}"
+        if not prefix and key in links:
+            continue
+        if key in JSON_COLUMNS or isinstance(value, list):
+            continue
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, {}, f"{column}__"))
+        else:
+            flat[column] = value
+    return flat
+
+
+def same_value(api: Any, stored: Any) -> bool:
+    if api is None or stored is None:
+        return api is None and stored is None
+    if isinstance(stored, datetime):
+        return isinstance(api, str) and datetime.fromisoformat(api) == stored
+    if isinstance(stored, Decimal):
+        return Decimal(str(api)) == stored
+    if isinstance(stored, str) and isinstance(api, Mapping | list):
+        return bool(json.loads(stored) == api)
+    return bool(api == stored)
+
+
+def _id_diff(table: str, loaded: set[str], expected: set[str]) -> str:
+    missing, extra = sorted(expected - loaded), sorted(loaded - expected)
+    return f"{table}: {len(missing)} missing {missing[:5]}, {len(extra)} unexpected {extra[:5]}"
