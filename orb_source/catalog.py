@@ -42,16 +42,25 @@ class Cursor:
     overlap: timedelta = timedelta(hours=1)
     """Re-read window before the watermark: late-visible rows and clock skew."""
 
-    hold_while: tuple[str, str] | None = None
-    """(field, value): the watermark never passes a row in this state (pending ledger entries)."""
+    hold_while: tuple[str, tuple[str, ...]] | None = None
+    """(field, values): the watermark never passes a row in these states (pending ledger entries)."""
+
+    ignore_while: tuple[str, tuple[str, ...]] | None = None
+    """(field, values): rows in these states never move the watermark (a draft's invoice_date is
+    a scheduled date, possibly in the future)."""
 
 
 @dataclass(frozen=True)
 class OpenSet:
-    """Objects whose state can still change: re-listed every run, leavers fetched by id."""
+    """Objects whose state can still change: re-listed every run, leavers fetched by id.
+
+    Incremental runs list new objects in the `closed` statuses only: open ones, new or not,
+    come with the open-set listing.
+    """
 
     status_field: str
     statuses: tuple[str, ...]
+    closed: tuple[str, ...]
     param: str
     retrieve_path: str
 
@@ -82,7 +91,9 @@ CATALOG: tuple[Endpoint, ...] = (
         "/subscriptions",
         Sync.LIFECYCLE,
         cursor=Cursor("created_at", "created_at"),
-        open_set=OpenSet("status", ("upcoming", "active"), "status[]", "/subscriptions/{id}"),
+        open_set=OpenSet(
+            "status", ("upcoming", "active"), ("ended",), "status[]", "/subscriptions/{id}"
+        ),
         links={"customer": "customer_id", "plan": "plan_id"},
     ),
     Endpoint(
@@ -90,8 +101,15 @@ CATALOG: tuple[Endpoint, ...] = (
         "/invoices",
         Sync.LIFECYCLE,
         params={"status[]": ALL_INVOICE_STATUSES},
-        cursor=Cursor("invoice_date", "invoice_date", overlap=timedelta(days=35)),
-        open_set=OpenSet("status", ("draft", "issued"), "status[]", "/invoices/{id}"),
+        cursor=Cursor(
+            "invoice_date",
+            "invoice_date",
+            overlap=timedelta(days=35),
+            ignore_while=("status", ("draft",)),
+        ),
+        open_set=OpenSet(
+            "status", ("draft", "issued"), ("paid", "synced", "void"), "status[]", "/invoices/{id}"
+        ),
         links={"customer": "customer_id", "subscription": "subscription_id"},
         refetch_from=("/credit_notes", "invoice_id"),
         child_table=("line_items", "invoice_line_items", "invoice_id"),
@@ -121,7 +139,7 @@ CATALOG: tuple[Endpoint, ...] = (
         "/customers/{customer_id}/credits/ledger",
         Sync.WATERMARK,
         scope=Scope.CUSTOMER,
-        cursor=Cursor("created_at", "created_at", hold_while=("entry_status", "pending")),
+        cursor=Cursor("created_at", "created_at", hold_while=("entry_status", ("pending",))),
         links={"customer": "customer_id"},
     ),
     Endpoint(

@@ -62,7 +62,7 @@ def orb(
     )
     ctx = SyncContext(
         client=client,
-        started_at=datetime.now(UTC).replace(microsecond=0),
+        started_at=datetime.now(UTC),
         full_refresh=full_refresh,
         start_date=parse_start_date(start_date) if start_date else None,
         full_refresh_every=timedelta(days=full_refresh_every_days)

@@ -113,15 +113,15 @@ class Watermark:
         return {f"{self.cursor.param}[gte]": since.isoformat()} if since else {}
 
     def observe(self, page: Iterable[Mapping[str, Any]]) -> None:
-        hold = self.cursor.hold_while
+        hold, ignore = self.cursor.hold_while, self.cursor.ignore_while
         for obj in page:
             value = obj.get(self.cursor.field)
-            if not isinstance(value, str):
+            if not isinstance(value, str) or (ignore and obj.get(ignore[0]) in ignore[1]):
                 continue
             stamp = parse_time(value)
             if self._newest is None or stamp > self._newest:
                 self._newest = stamp
-            if hold and obj.get(hold[0]) == hold[1] and (self._held is None or stamp < self._held):
+            if hold and obj.get(hold[0]) in hold[1] and (self._held is None or stamp < self._held):
                 self._held = stamp
 
     @property
@@ -158,9 +158,10 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
     full = ctx.is_full(state)
     tracker = _OpenSetTracker(open_set)
     watermark = _watermark(ctx, endpoint, None if full else state.get("cursor"))
-    for page in ctx.client.paginate(
-        endpoint.path, {**endpoint.params, **watermark.params(ctx.start_date)}
-    ):
+    new_objects = {**endpoint.params, **watermark.params(ctx.start_date)}
+    if not full:
+        new_objects[open_set.param] = list(open_set.closed)
+    for page in ctx.client.paginate(endpoint.path, new_objects):
         watermark.observe(page)
         yield from tracker.fresh(page)
     if not full:
@@ -173,10 +174,10 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
         stale = set(state.get("open_ids", ())) | _pointed_at(ctx, endpoint, state)
         for page in fetch_by_id(ctx, open_set.retrieve_path, sorted(stale - tracker.seen)):
             yield from tracker.fresh(page)
+    if full:
+        _pointed_at(ctx, endpoint, state)
     state["cursor"] = watermark.value
     state["open_ids"] = sorted(tracker.open_ids)
-    if endpoint.refetch_from and (full or "refetch_cursor" not in state):
-        state["refetch_cursor"] = ctx.started_at.isoformat()
     _finish_full(ctx, endpoint, state, full)
 
 
@@ -291,7 +292,10 @@ class _OpenSetTracker:
 
 
 def _pointed_at(ctx: SyncContext, endpoint: Endpoint, state: State) -> set[str]:
-    """Ids that newer objects point at, e.g. invoices that got a credit note since last run."""
+    """Ids that newer objects point at, e.g. invoices that got a credit note since last run.
+
+    A full run calls it only to move the cursor, which must come from Orb's own timestamps.
+    """
     if endpoint.refetch_from is None:
         return set()
     path, id_field = endpoint.refetch_from

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -12,23 +13,17 @@ import dlt
 
 from orb_source.catalog import ENDPOINTS, TABLES
 from orb_source.sandbox import Account
+from orb_source.schema import SHAPES
 
-JSON_COLUMNS = {
-    "metadata",
-    "hierarchy",
-    "price",
-    "filter",
-    "grouping",
-    "filters",
-    "created_invoices",
-}
+SPLIT_ARRAYS = {"line_items"}
+"""Arrays the pipeline loads as a table of their own (`invoice_line_items`)."""
 
 
 def query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
     """Run SQL on the pipeline's dataset; `{invoices}`-style placeholders name its tables."""
     with pipeline.sql_client() as client:
-        names = {table: client.make_qualified_table_name(table) for table in TABLES}
-        return list(client.execute_sql(sql.format(**names)) or [])
+        qualified = re.sub(r"\{(\w+)\}", lambda m: client.make_qualified_table_name(m[1]), sql)
+        return list(client.execute_sql(qualified) or [])
 
 
 def fetch_table(pipeline: dlt.Pipeline, table: str) -> dict[str, dict[str, Any]]:
@@ -59,11 +54,35 @@ def assert_mirror(
         )
         for row_id, obj in expected.items():
             assert_same_fields(table, obj, rows[row_id])
+        assert_child_counts(pipeline, table, expected)
+
+
+def assert_child_counts(
+    pipeline: dlt.Pipeline, table: str, expected: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """dlt's child tables hold exactly the current array of each live parent."""
+    arrays = {key for obj in expected.values() for key, v in obj.items() if isinstance(v, list)}
+    for array in sorted(arrays - json_columns(table) - SPLIT_ARRAYS):
+        want = {i: len(o.get(array) or []) for i, o in expected.items() if o.get(array)}
+        if not want:
+            continue
+        got = dict(
+            query(
+                pipeline,
+                f"SELECT p.id, count(*) FROM {{{table}}} p JOIN {{{table}__{array}}} c"
+                " ON c._dlt_parent_id = p._dlt_id GROUP BY p.id",
+            )
+        )
+        got = {i: n for i, n in got.items() if i in expected}
+        diff = {
+            i: (got.get(i), want.get(i)) for i in set(got) | set(want) if got.get(i) != want.get(i)
+        }
+        assert not diff, f"{table}__{array} (loaded, expected) by id: {diff}"
 
 
 def assert_same_fields(table: str, obj: Mapping[str, Any], row: Mapping[str, Any]) -> None:
     links = ENDPOINTS[table].links if table in ENDPOINTS else {}
-    for column, value in flatten(obj, links).items():
+    for column, value in flatten(obj, links, json_columns(table)).items():
         if column in row:
             assert same_value(value, row[column]), (
                 f"{table}.{column} of {obj.get('id')}: API {value!r} != warehouse {row[column]!r}"
@@ -79,17 +98,25 @@ def assert_same_fields(table: str, obj: Mapping[str, Any], row: Mapping[str, Any
         assert row["customer_id"] == obj.get("customer_id", row["customer_id"])
 
 
-def flatten(obj: Mapping[str, Any], links: Mapping[str, str], prefix: str = "") -> dict[str, Any]:
+def json_columns(table: str) -> set[str]:
+    return set(SHAPES[table].json) if table in SHAPES else set()
+
+
+def flatten(
+    obj: Mapping[str, Any], links: Mapping[str, str], json: set[str], prefix: str = ""
+) -> dict[str, Any]:
     """dlt's flattening of nested objects into `a__b` columns; arrays are child tables."""
     flat: dict[str, Any] = {}
     for key, value in obj.items():
         column = f"{prefix}{key}"
         if not prefix and key in links:
             continue
-        if key in JSON_COLUMNS or isinstance(value, list):
+        if column in json:
+            flat[column] = value
+        elif isinstance(value, list):
             continue
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, {}, f"{column}__"))
+        elif isinstance(value, Mapping):
+            flat.update(flatten(value, {}, json, f"{column}__"))
         else:
             flat[column] = value
     return flat
@@ -103,7 +130,7 @@ def same_value(api: Any, stored: Any) -> bool:
     if isinstance(stored, Decimal):
         return Decimal(str(api)) == stored
     if isinstance(stored, str) and isinstance(api, Mapping | list):
-        return bool(json.loads(stored) == api)
+        return bool(json.loads(stored) == json.loads(json.dumps(api, default=str)))
     return bool(api == stored)
 
 
