@@ -43,7 +43,7 @@ class Cursor:
     """Re-read window before the watermark: late-visible rows and clock skew."""
 
     hold_while: tuple[str, tuple[str, ...]] | None = None
-    """(field, values): the watermark never passes a row in these states (pending ledger entries)."""
+    """(field, values): the watermark never passes rows in these states (pending ledger entries)."""
 
     ignore_while: tuple[str, tuple[str, ...]] | None = None
     """(field, values): rows in these states never move the watermark (a draft's invoice_date is

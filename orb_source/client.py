@@ -67,7 +67,11 @@ class OrbUnreachable(OrbError):
 
 
 class OrbResponseError(OrbError):
-    """The response could not be used: malformed JSON, a broken envelope or a cursor loop."""
+    """The response could not be used: a broken envelope or a cursor loop."""
+
+
+class OrbMalformedResponse(OrbResponseError):
+    """The body was not JSON (truncated by a proxy, say): worth another try."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,7 @@ def _parse_json(content: bytes, path: str) -> Any:
     try:
         return json.loads(content, parse_float=Decimal)
     except ValueError as exc:
-        raise OrbResponseError(f"Orb returned malformed JSON on {path}: {exc}") from None
+        raise OrbMalformedResponse(f"Orb returned malformed JSON on {path}: {exc}") from None
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
@@ -179,7 +183,10 @@ class _RetryableStatus(Exception):
 
 
 def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, _RetryableStatus | httpx.TimeoutException | httpx.TransportError)
+    retryable = (
+        _RetryableStatus | OrbMalformedResponse | httpx.TimeoutException | httpx.TransportError
+    )
+    return isinstance(exc, retryable)
 
 
 class OrbClient:

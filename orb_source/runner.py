@@ -8,6 +8,7 @@ check the key, extract, normalize, load, then sweep deletions.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,8 +22,11 @@ from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 
 from .catalog import TABLES
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable
+from .schema import loaded_columns, schema_changes
 from .source import orb
 from .sweep import sweep_deletions
+
+logger = logging.getLogger(__name__)
 
 PIPELINE_NAME = "orb_billing"
 DEFAULT_DATASET = "orb"
@@ -47,6 +51,7 @@ class TableSummary:
 class RunReport:
     load_info: LoadInfo | None
     tables: list[TableSummary] = field(default_factory=list)
+    schema_changes: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         width = max([len(t.table) for t in self.tables] + [5])
@@ -54,6 +59,7 @@ class RunReport:
         lines += [f"{t.table:<{width}}  {t.rows:>9,}  {t.seconds:>7.1f}" for t in self.tables]
         total = sum(t.rows for t in self.tables)
         lines.append(f"{'total':<{width}}  {total:>9,}")
+        lines += [f"warning: schema {change}" for change in self.schema_changes]
         return "\n".join(lines)
 
 
@@ -120,18 +126,36 @@ def run_pipeline(
     validate_options(resources, start_date)
     check_connection(*orb_credentials())
     pipeline = pipeline or make_pipeline(destination, dataset_name)
+    check_destination(pipeline)
     with run_lock(pipeline):
         finish_pending(pipeline)
         source = orb(full_refresh=full_refresh, start_date=start_date, **source_options)
         if resources:
             source = source.with_resources(*resources)
+        before: dict[str, set[str]] = (
+            loaded_columns(pipeline.default_schema) if pipeline.default_schema_name else {}
+        )
         extract_info = pipeline.extract(
             source, workers=len(source.resources) + 2, loader_file_format=_file_format(pipeline)
         )
         normalize_info = pipeline.normalize()
+        changes = schema_changes(before, pipeline.default_schema)
+        for change in changes:
+            logger.warning("schema %s", change)
         load_info = pipeline.load()
         sweep_deletions(pipeline)
-    return RunReport(load_info, _table_summaries(extract_info, normalize_info.row_counts))
+    summaries = _table_summaries(extract_info, normalize_info.row_counts)
+    return RunReport(load_info, summaries, changes)
+
+
+def check_destination(pipeline: dlt.Pipeline) -> None:
+    """An unwritable DuckDB path or wrong warehouse credentials is a configuration error."""
+    try:
+        with pipeline.sql_client():
+            pass
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigurationError(f"Cannot open the destination: {first_line}") from None
 
 
 def finish_pending(pipeline: dlt.Pipeline) -> None:

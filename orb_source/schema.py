@@ -6,10 +6,12 @@ and declared columns exist from the first load even while every value is still N
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import dlt
+from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
 from dlt.extract.hints import TResourceNestedHints
 
@@ -358,3 +360,90 @@ def nested_hints(table: str) -> dict[str | tuple[str, ...], TResourceNestedHints
         path: dlt.mark.make_nested_hints(columns=shape.columns())
         for path, shape in SHAPES[table].nested.items()
     }
+
+
+PRICE_MODEL_TYPES = frozenset(
+    [
+        "unit",
+        "tiered",
+        "bulk",
+        "bulk_with_filters",
+        "package",
+        "matrix",
+        "threshold_total_amount",
+        "tiered_package",
+        "tiered_with_minimum",
+        "grouped_tiered",
+        "grouped_tiered_matrix",
+        "tiered_package_with_minimum",
+        "package_with_allocation",
+        "unit_with_percent",
+        "matrix_with_allocation",
+        "tiered_matrix_with_allocation",
+        "matrix_with_threshold_discounts",
+        "tiered_with_proration",
+        "unit_with_proration",
+        "grouped_allocation",
+        "bulk_with_proration",
+        "grouped_with_prorated_minimum",
+        "grouped_with_metered_minimum",
+        "grouped_with_min_max_thresholds",
+        "matrix_with_display_name",
+        "grouped_tiered_package",
+        "max_group_tiered_package",
+        "scalable_matrix_with_unit_pricing",
+        "scalable_matrix_with_tiered_pricing",
+        "cumulative_grouped_bulk",
+        "cumulative_grouped_allocation",
+        "daily_credit_allocation",
+        "metered_allowance",
+        "minimum_composite",
+        "percent",
+        "event_output",
+    ]
+)
+
+KNOWN_KINDS: Mapping[str, tuple[str, frozenset[str]]] = {
+    "credit_ledger_entries": (
+        "entry_type",
+        frozenset(
+            {
+                "increment",
+                "decrement",
+                "expiration_change",
+                "credit_block_expiry",
+                "void",
+                "void_initiated",
+                "amendment",
+            }
+        ),
+    ),
+    "prices": ("model_type", PRICE_MODEL_TYPES),
+}
+"""Discriminators whose variants shape a table: a new one is loaded, and named in a warning."""
+
+
+def unknown_kinds(table: str, rows: list[dict[str, Any]]) -> set[str]:
+    if table not in KNOWN_KINDS:
+        return set()
+    field_name, known = KNOWN_KINDS[table]
+    return {str(row[field_name]) for row in rows if row.get(field_name) not in known} - {"None"}
+
+
+def schema_changes(before: Mapping[str, Iterable[str]], after: Schema) -> list[str]:
+    """What a run added to tables that existed before it: new columns, and variant columns
+    (`total__v_text`) that appear when a field changes type."""
+    changes: list[str] = []
+    for table, known in before.items():
+        if table not in after.tables:
+            continue
+        for name, column in after.get_table_columns(table).items():
+            if name in known:
+                continue
+            kind = "changed type" if "__v_" in name else "new field"
+            changes.append(f"{kind}: {table}.{name} ({column.get('data_type')})")
+    return changes
+
+
+def loaded_columns(schema: Schema) -> dict[str, set[str]]:
+    return {name: set(schema.get_table_columns(name)) for name in schema.data_table_names()}

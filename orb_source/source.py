@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
+from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
 from .catalog import CATALOG, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits
-from .schema import nested_hints, table_columns
+from .schema import nested_hints, table_columns, unknown_kinds
 from .strategies import (
     State,
     SyncContext,
@@ -23,6 +25,8 @@ from .strategies import (
 )
 from .transform import Row, split_children, to_rows, without_field
 
+logger = logging.getLogger(__name__)
+
 READERS: dict[Sync, Callable[[SyncContext, Endpoint, State], Iterator[Page]]] = {
     Sync.REFRESH: read_refresh,
     Sync.WATERMARK: read_watermark,
@@ -32,7 +36,7 @@ READERS: dict[Sync, Callable[[SyncContext, Endpoint, State], Iterator[Page]]] = 
 
 @dlt.source(name="orb", max_table_nesting=2)
 def orb(
-    api_key: str | None = dlt.secrets.value,
+    api_key: TSecretStrValue | None = dlt.secrets.value,
     base_url: str | None = dlt.config.value,
     start_date: str | None = None,
     full_refresh: bool = False,
@@ -40,6 +44,8 @@ def orb(
     max_concurrency: int = 32,
     read_rate_limit: float = RateLimits.read,
     credit_balance_rate_limit: float = RateLimits.credit_balance,
+    request_timeout: float = 30.0,
+    max_attempts: int = 8,
 ) -> list[DltResource]:
     """Every Orb table of the contract, kept equal to the API's current state.
 
@@ -53,12 +59,16 @@ def orb(
         max_concurrency: requests in flight at once, across all endpoints.
         read_rate_limit: requests per second for Orb's read class.
         credit_balance_rate_limit: requests per second for the credit-balance class.
+        request_timeout: seconds before a request is abandoned and retried.
+        max_attempts: tries per request before the run fails (429, 5xx, timeouts, drops).
     """
     client = OrbClient(
         os.environ.get("ORB_API_KEY") or api_key or "",
         os.environ.get("ORB_BASE_URL") or base_url or DEFAULT_BASE_URL,
         rate_limits=RateLimits(read_rate_limit, credit_balance_rate_limit),
         max_concurrency=max_concurrency,
+        timeout=request_timeout,
+        max_attempts=max_attempts,
     )
     ctx = SyncContext(
         client=client,
@@ -119,13 +129,25 @@ def table_hints(table: str) -> dict[str, Any]:
 def table_rows(ctx: SyncContext, endpoint: Endpoint) -> Callable[[], Iterator[list[Row]]]:
     """The generator behind one resource: its strategy's pages, shaped into rows."""
 
-    def rows() -> Iterator[list[Row]]:
+    def pages() -> Iterator[tuple[str | None, Page]]:
         state = dlt.current.resource_state()
         if endpoint.scope is Scope.CUSTOMER:
-            for customer_id, page in read_per_customer(ctx, endpoint, state):
-                yield to_rows(page, endpoint.links, ctx.started_at, customer_id)
+            yield from read_per_customer(ctx, endpoint, state)
         else:
             for page in READERS[endpoint.sync](ctx, endpoint, state):
-                yield to_rows(page, endpoint.links, ctx.started_at)
+                yield None, page
+
+    def rows() -> Iterator[list[Row]]:
+        reported: set[str] = set()
+        for customer_id, page in pages():
+            shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
+            _warn_new_kinds(endpoint.table, shaped, reported)
+            yield shaped
 
     return rows
+
+
+def _warn_new_kinds(table: str, rows: list[Row], reported: set[str]) -> None:
+    for kind in unknown_kinds(table, rows) - reported:
+        logger.warning("schema change: new %s kind %r in Orb's data; loaded as-is", table, kind)
+        reported.add(kind)
