@@ -8,6 +8,7 @@ check the key, extract, normalize, load, then sweep deletions.
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ import dlt
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 
 from .catalog import TABLES
-from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable
+from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
 from .schema import loaded_columns, schema_changes
 from .source import orb
 from .sweep import sweep_deletions
@@ -52,6 +53,7 @@ class RunReport:
     load_info: LoadInfo | None
     tables: list[TableSummary] = field(default_factory=list)
     schema_changes: list[str] = field(default_factory=list)
+    requests: RequestStats = field(default_factory=RequestStats)
 
     def format(self) -> str:
         width = max([len(t.table) for t in self.tables] + [5])
@@ -59,6 +61,7 @@ class RunReport:
         lines += [f"{t.table:<{width}}  {t.rows:>9,}  {t.seconds:>7.1f}" for t in self.tables]
         total = sum(t.rows for t in self.tables)
         lines.append(f"{'total':<{width}}  {total:>9,}")
+        lines.append(self.requests.format())
         lines += [f"warning: schema {change}" for change in self.schema_changes]
         return "\n".join(lines)
 
@@ -127,9 +130,12 @@ def run_pipeline(
     check_connection(*orb_credentials())
     pipeline = pipeline or make_pipeline(destination, dataset_name)
     check_destination(pipeline)
-    with run_lock(pipeline):
+    with run_lock(pipeline), fewer_gc_pauses():
         finish_pending(pipeline)
-        source = orb(full_refresh=full_refresh, start_date=start_date, **source_options)
+        stats = RequestStats()
+        source = orb(
+            full_refresh=full_refresh, start_date=start_date, stats=stats, **source_options
+        )
         if resources:
             source = source.with_resources(*resources)
         before: dict[str, set[str]] = (
@@ -145,7 +151,7 @@ def run_pipeline(
         load_info = pipeline.load()
         sweep_deletions(pipeline)
     summaries = _table_summaries(extract_info, normalize_info.row_counts)
-    return RunReport(load_info, summaries, changes)
+    return RunReport(load_info, summaries, changes, stats)
 
 
 def check_destination(pipeline: dlt.Pipeline) -> None:
@@ -164,6 +170,21 @@ def finish_pending(pipeline: dlt.Pipeline) -> None:
         pipeline.normalize()
         pipeline.load()
         sweep_deletions(pipeline)
+
+
+@contextmanager
+def fewer_gc_pauses() -> Iterator[None]:
+    """A sync allocates millions of short-lived dicts; with the default thresholds Python's
+    cyclic collector rescans the growing heap so often that it took over half the run
+    (benchmarks/RESULTS.md). Objects alive at the start are frozen out of its scans."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 @contextmanager

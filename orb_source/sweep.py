@@ -17,6 +17,7 @@ from typing import Any
 
 import dlt
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.common.schema import Schema
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
@@ -43,6 +44,8 @@ def sweep_deletions(pipeline: dlt.Pipeline) -> None:
             _follow_parent(sql, table, "customers", "customer_id")
         for child, (parent, link) in CHILD_TABLES.items():
             _follow_parent(sql, child, parent, link)
+        for table, root in _standalone_children(pipeline.default_schema):
+            _drop_replaced_children(sql, table, root)
 
 
 def _with_child_listings(listings: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,6 +98,27 @@ def _follow_parent(sql: SqlClientBase[Any], child: str, parent: str, link: str) 
         f" WHERE p.id = c.{link})"
         f" WHERE c.deleted_at IS NULL AND c.{link} IN (SELECT id FROM"
         f" {sql.make_qualified_table_name(parent)} WHERE deleted_at IS NOT NULL)",
+    )
+
+
+def _standalone_children(schema: Schema) -> list[tuple[str, str]]:
+    """Child tables loaded from Arrow data (`arrow.py`): dlt does not prune them itself."""
+    return [
+        (name, name.split("__")[0])
+        for name, table in schema.tables.items()
+        if "__" in name
+        and "parent" not in table
+        and {"_dlt_root_id", "_dlt_load_id"} <= set(table.get("columns", {}))
+    ]
+
+
+def _drop_replaced_children(sql: SqlClientBase[Any], table: str, root: str) -> None:
+    """Array elements a re-read parent no longer has, as dlt's merge drops nested rows."""
+    _execute(
+        sql,
+        f"DELETE FROM {sql.make_qualified_table_name(table)} AS c WHERE c._dlt_load_id <"
+        f" (SELECT r._dlt_load_id FROM {sql.make_qualified_table_name(root)} AS r"
+        " WHERE r._dlt_id = c._dlt_root_id)",
     )
 
 

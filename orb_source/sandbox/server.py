@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,10 @@ class Stats:
     rows_by_route: dict[str, int] = field(default_factory=dict)
     status_counts: dict[int, int] = field(default_factory=dict)
     rejected_429: int = 0
+    faults_served: dict[str, int] = field(default_factory=dict)
+    """Requests each fault kind hit ("status", "slow", "drop", "malformed", "repeat_cursor")."""
+    log: list[tuple[float, str, int]] = field(default_factory=list)
+    """(time.monotonic() at arrival, path without /v1, status) of every request, in reply order."""
 
 
 class RateLimiter:
@@ -63,6 +68,12 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     sandbox: SandboxServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (timed out on a slow fault) is normal here; report the rest."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -96,6 +107,7 @@ class SandboxServer:
         latency: float = 0.0,
         rate_limits: dict[str, float] | None = None,
         retry_after: bool = True,
+        fault_seed: int = 0,
     ) -> None:
         self.account = account
         self.api_key = api_key
@@ -107,7 +119,7 @@ class SandboxServer:
         self._address = (host, port)
         self._api = Api(account)
         self._limiter = RateLimiter(rate_limits)
-        self._faults = FaultInjector()
+        self._faults = FaultInjector(fault_seed)
         self._stats_lock = threading.Lock()
         self._in_flight = 0
         self._httpd: _HTTPServer | None = None
@@ -163,6 +175,7 @@ class SandboxServer:
 
     def serve_request(self, handler: BaseHTTPRequestHandler) -> None:
         """Answer one request, tracking concurrency and stats."""
+        arrived = time.monotonic()
         with self._stats_lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -176,7 +189,7 @@ class SandboxServer:
                     500, "500-internal-server-error", "Internal server error", repr(exc)
                 )
                 outcome = _Outcome(error_reply(error, UNKNOWN_ROUTE))
-            self._record(outcome.reply)
+            self._record(outcome, arrived, urlsplit(handler.path).path)
             _send(handler, outcome)
         finally:
             with self._stats_lock:
@@ -229,9 +242,15 @@ class SandboxServer:
         )
         return error_reply(error, route, headers)
 
-    def _record(self, reply: Reply) -> None:
+    def _record(self, outcome: _Outcome, arrived: float, target: str) -> None:
+        reply = outcome.reply
+        path = target[len(BASE_PATH) :] if target.startswith(BASE_PATH) else target
         with self._stats_lock:
             stats = self.stats
+            stats.log.append((arrived, path, reply.status))
+            if outcome.fault is not None:
+                kind = outcome.fault.kind
+                stats.faults_served[kind] = stats.faults_served.get(kind, 0) + 1
             stats.requests += 1
             stats.by_route[reply.route] = stats.by_route.get(reply.route, 0) + 1
             stats.rows_by_route[reply.route] = stats.rows_by_route.get(reply.route, 0) + reply.rows

@@ -1,0 +1,267 @@
+"""The Arrow path: rows flattened here into Arrow tables, so dlt's JSON normalizer is skipped.
+
+For the high-volume tables (invoices, their line items, ledger entries) dlt's per-row
+normalizer was the bottleneck (benchmarks/RESULTS.md). This module does the same relational
+flattening: nested objects become `a__b` columns, arrays become child tables
+(`invoice_line_items__tax_amounts`) linked by `_dlt_parent_id`/`_dlt_root_id`/`_dlt_list_idx`,
+deeper arrays become JSON, and column types come from the declared schema (`schema.py`) or,
+for fields Orb adds later, from the values, the way dlt would infer them.
+
+dlt registers child tables of Arrow data as tables of their own rather than nested tables,
+so each is merged on `_dlt_root_id` alone (a merge on row key *or* root key is a slow OR join):
+a re-read parent replaces all its children. A root's row key is a hash of its Orb id, stable
+across runs; a child's is its parent's key plus its array and position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+from dlt.common.schema.typing import TTableSchemaColumns
+from dlt.extract.items import DataItemWithMeta
+
+from .schema import SHAPES, Shape, table_columns
+
+MAX_NESTING = 2
+"""The source's `max_table_nesting`: arrays deeper than this are JSON."""
+
+DECIMAL = pa.decimal128(38, 9)
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+ARROW_TYPES: Mapping[str, pa.DataType] = {
+    "decimal": DECIMAL,
+    "timestamp": TIMESTAMP,
+    "json": pa.string(),
+    "text": pa.string(),
+    "bigint": pa.int64(),
+    "bool": pa.bool_(),
+}
+LINK_COLUMNS: TTableSchemaColumns = {
+    "_dlt_parent_id": {"name": "_dlt_parent_id", "data_type": "text", "nullable": False},
+    "_dlt_root_id": {"name": "_dlt_root_id", "data_type": "text", "nullable": False},
+    "_dlt_list_idx": {"name": "_dlt_list_idx", "data_type": "bigint", "nullable": False},
+    "_dlt_id": {"name": "_dlt_id", "data_type": "text", "nullable": False},
+}
+
+Row = dict[str, Any]
+
+
+def arrow_items(table: str, rows: Iterable[Mapping[str, Any]]) -> list[DataItemWithMeta]:
+    """One Arrow table per output table, each marked with that table's hints."""
+    tables = _Flattener(table).flatten(rows)
+    return [
+        dlt.mark.with_hints(
+            _to_arrow(name, rows, _declared(table, name)), _hints(table, name), True
+        )
+        for name, rows in tables.items()
+        if rows
+    ]
+
+
+def row_key(*parts: object) -> str:
+    """A stable 14-character key, like dlt's own row keys."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
+    return digest.hex()[:14]
+
+
+class _Flattener:
+    """dlt's relational normalization of one root table and its child tables."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.tables: dict[str, list[Row]] = defaultdict(list)
+
+    def flatten(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Row]]:
+        for obj in rows:
+            key = row_key(self.root, obj["id"])
+            flat: Row = {"_dlt_id": key}
+            self._into(flat, obj, "", self.root, 0, key, key)
+            self.tables[self.root].append(flat)
+        return self.tables
+
+    def _into(
+        self,
+        flat: Row,
+        obj: Mapping[str, Any],
+        prefix: str,
+        table: str,
+        depth: int,
+        key: str,
+        root: str,
+    ) -> None:
+        json_columns = _json_columns(self.root, table)
+        for field, value in obj.items():
+            name = f"{prefix}{field}" if prefix else field
+            if isinstance(value, dict) and name not in json_columns:
+                self._into(flat, value, f"{name}__", table, depth, key, root)
+            elif isinstance(value, list) and depth < MAX_NESTING and name not in json_columns:
+                self._children(f"{table}__{name}", value, depth + 1, key, root)
+            else:
+                flat[name] = value
+
+    def _children(self, table: str, items: list[Any], depth: int, parent: str, root: str) -> None:
+        for index, item in enumerate(items):
+            key = f"{parent}.{table.rsplit('__', 1)[-1]}{index}"
+            row: Row = {"_dlt_parent_id": parent, "_dlt_root_id": root, "_dlt_list_idx": index}
+            row["_dlt_id"] = key
+            if isinstance(item, dict):
+                self._into(row, item, "", table, depth, key, root)
+            else:
+                row["value"] = item
+            self.tables[table].append(row)
+
+
+def _to_arrow(table: str, rows: list[Row], declared: TTableSchemaColumns) -> pa.Table:
+    """Rows to an Arrow table in C++; a batch whose values defy the sampled types (Orb changed
+    a field's type) is converted again with every value inspected."""
+    try:
+        return _build(rows, declared, _sampled_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return _build(rows, declared, _scanned_type)
+
+
+def _build(rows: list[Row], declared: TTableSchemaColumns, infer: Inference) -> pa.Table:
+    """Strings bound for DECIMAL or TIMESTAMP are staged as text, then cast by Arrow."""
+    staged, casts = [], {}
+    for name in _names(rows):
+        hint = declared.get(name)
+        sample = _first_value(rows, name)
+        if hint is None and sample is None:
+            continue
+        target = ARROW_TYPES[str(hint.get("data_type"))] if hint else infer(rows, name, sample)
+        if hint and hint.get("data_type") == "json":
+            _encode_text(rows, name, as_json=True)
+        elif target == pa.string() and (hint is None or infer is _scanned_type):
+            _encode_text(rows, name, as_json=False)
+        elif isinstance(sample, str) and target in (DECIMAL, TIMESTAMP):
+            casts[name] = target
+            target = pa.string()
+        staged.append(pa.field(name, target))
+    arrow_table = pa.Table.from_pylist(rows, schema=pa.schema(staged))
+    for name, target in casts.items():
+        index = arrow_table.schema.get_field_index(name)
+        arrow_table = arrow_table.set_column(index, name, pc.cast(arrow_table[name], target))
+    return arrow_table
+
+
+Inference = Callable[[list[Row], str, Any], pa.DataType]
+
+
+def _sampled_type(rows: list[Row], name: str, sample: Any) -> pa.DataType:
+    """dlt's inference from the first value, as dlt itself types a new column."""
+    return _infer([sample])
+
+
+def _scanned_type(rows: list[Row], name: str, sample: Any) -> pa.DataType:
+    return _infer([row.get(name) for row in rows])
+
+
+def _names(rows: list[Row]) -> list[str]:
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return list(names)
+
+
+def _first_value(rows: list[Row], name: str) -> Any:
+    return next((row[name] for row in rows if row.get(name) is not None), None)
+
+
+def _infer(values: list[Any]) -> pa.DataType:
+    """dlt's inference for a field the schema does not declare."""
+    present = [v for v in values if v is not None]
+    if all(isinstance(v, bool) for v in present):
+        return pa.bool_()
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pa.int64()
+    if all(isinstance(v, int | Decimal) and not isinstance(v, bool) for v in present):
+        return DECIMAL
+    if all(isinstance(v, str) and _is_timestamp(v) for v in present):
+        return TIMESTAMP
+    return pa.string()
+
+
+def _encode_text(rows: list[Row], name: str, as_json: bool) -> None:
+    """JSON columns and values of other types in a text column become strings, in place.
+
+    Line items embed their whole price; a listing repeats a few prices thousands of times,
+    so each price is encoded once per batch. A price's only mutable field is its metadata,
+    which is part of the key.
+    """
+    encoded: dict[tuple[str, str], str] = {}
+    for row in rows:
+        value = row.get(name)
+        if value is None or not (as_json or not isinstance(value, str)):
+            continue
+        if isinstance(value, dict) and "id" in value and "metadata" in value:
+            key = (str(value["id"]), repr(value["metadata"]))
+            if key not in encoded:
+                encoded[key] = _text(value, as_json)
+            row[name] = encoded[key]
+        else:
+            row[name] = _text(value, as_json)
+
+
+def _text(value: Any, as_json: bool) -> str:
+    if as_json or isinstance(value, dict | list):
+        return json.dumps(value, default=str, separators=(",", ":"))
+    return str(value)
+
+
+def _is_timestamp(value: str) -> bool:
+    if len(value) < 19 or value[10] not in "T ":
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _shape(root: str, table: str) -> Shape | None:
+    if table == root:
+        return SHAPES[root]
+    path = tuple(table.removeprefix(f"{root}__").split("__"))
+    for nested_path, shape in SHAPES[root].nested.items():
+        if "__".join(nested_path) == "__".join(path):
+            return shape
+    return None
+
+
+@cache
+def _json_columns(root: str, table: str) -> frozenset[str]:
+    shape = _shape(root, table)
+    return frozenset(shape.json) if shape else frozenset()
+
+
+def _declared(root: str, table: str) -> TTableSchemaColumns:
+    if table == root:
+        return table_columns(root)
+    shape = _shape(root, table)
+    return {**(shape.columns() if shape else {}), **LINK_COLUMNS}
+
+
+def _hints(root: str, table: str) -> Any:
+    """Root tables merge on Orb's id; child tables replace all children of a re-read root."""
+    if table == root:
+        return dlt.mark.make_hints(
+            table_name=table,
+            primary_key="id",
+            write_disposition="merge",
+            columns=table_columns(root),
+        )
+    return dlt.mark.make_hints(
+        table_name=table,
+        merge_key="_dlt_root_id",
+        write_disposition="merge",
+        columns=_declared(root, table),
+    )
