@@ -100,10 +100,11 @@ class _Flattener:
     ) -> None:
         json_columns = _json_columns(self.root, table)
         for field, value in obj.items():
-            name = f"{prefix}{field}" if prefix else field
-            if isinstance(value, dict) and name not in json_columns:
-                self._into(flat, value, f"{name}__", table, depth, key, root)
-            elif isinstance(value, list) and depth < MAX_NESTING and name not in json_columns:
+            name = prefix + field if prefix else field
+            kind = type(value)
+            if kind is dict and name not in json_columns:
+                self._into(flat, value, name + "__", table, depth, key, root)
+            elif kind is list and depth < MAX_NESTING and name not in json_columns:
                 self._children(f"{table}__{name}", value, depth + 1, key, root)
             else:
                 flat[name] = value
@@ -113,7 +114,7 @@ class _Flattener:
             key = f"{parent}.{table.rsplit('__', 1)[-1]}{index}"
             row: Row = {"_dlt_parent_id": parent, "_dlt_root_id": root, "_dlt_list_idx": index}
             row["_dlt_id"] = key
-            if isinstance(item, dict):
+            if type(item) is dict:
                 self._into(row, item, "", table, depth, key, root)
             else:
                 row["value"] = item

@@ -28,7 +28,7 @@ from .transform import Row, split_children, to_rows, without_field
 
 logger = logging.getLogger(__name__)
 
-BATCH_ROWS = 2_000
+BATCH_ROWS = 1_000
 """Pages are handed to dlt in batches: its per-item overhead is about 20 ms for Arrow data."""
 
 ARROW_TABLES = frozenset({"invoices", "invoice_line_items", "credit_ledger_entries"})
