@@ -21,8 +21,8 @@ run: $(STAMP)
 	$(BIN)/orb-pipeline run
 
 test: $(STAMP)
-	$(BIN)/ruff check orb_source tests benchmarks pipelines
-	$(BIN)/ruff format --check orb_source tests benchmarks pipelines
+	$(BIN)/ruff check orb_source tests benchmarks pipelines notebooks
+	$(BIN)/ruff format --check orb_source tests benchmarks pipelines notebooks
 	$(BIN)/mypy
 	$(BIN)/pytest
 
