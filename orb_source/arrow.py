@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -124,46 +124,75 @@ class _Flattener:
 def _to_arrow(table: str, rows: list[Row], declared: TTableSchemaColumns) -> pa.Table:
     """Rows to an Arrow table in C++; a batch whose values defy the sampled types (Orb changed
     a field's type) is converted again with every value inspected."""
+    encoded: set[str] = set()
     try:
-        return _build(rows, declared, _sampled_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        return _build(rows, declared, _scanned_type)
+        return _build(rows, declared, encoded, careful=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return _build(rows, declared, encoded, careful=True)
 
 
-def _build(rows: list[Row], declared: TTableSchemaColumns, infer: Inference) -> pa.Table:
-    """Strings bound for DECIMAL or TIMESTAMP are staged as text, then cast by Arrow."""
-    staged, casts = [], {}
+def _build(
+    rows: list[Row], declared: TTableSchemaColumns, encoded: set[str], careful: bool
+) -> pa.Table:
+    """Fast: types from the schema or the first value, strings cast by Arrow. Careful: every
+    value converted here, and one that does not fit its column goes to a `__v_text` variant
+    column next to it, as dlt's normalizer does. JSON columns are encoded in place once
+    (`encoded`), so the careful retry does not encode them twice."""
+    staged, casts, variants = [], {}, []
     for name in _names(rows):
         hint = declared.get(name)
         sample = _first_value(rows, name)
         if hint is None and sample is None:
             continue
-        target = ARROW_TYPES[str(hint.get("data_type"))] if hint else infer(rows, name, sample)
+        values = [row.get(name) for row in rows] if careful else [sample]
+        target = ARROW_TYPES[str(hint.get("data_type"))] if hint else _infer(values)
         if hint and hint.get("data_type") == "json":
-            _encode_text(rows, name, as_json=True)
-        elif target == pa.string() and (hint is None or infer is _scanned_type):
+            if name not in encoded:
+                _encode_text(rows, name, as_json=True)
+                encoded.add(name)
+        elif target == pa.string() and (hint is None or careful):
             _encode_text(rows, name, as_json=False)
-        elif isinstance(sample, str) and target in (DECIMAL, TIMESTAMP):
+        elif careful and _coerce(rows, name, target):
+            variants.append(pa.field(f"{name}__v_text", pa.string()))
+        elif not careful and isinstance(sample, str) and target in (DECIMAL, TIMESTAMP):
             casts[name] = target
             target = pa.string()
         staged.append(pa.field(name, target))
-    arrow_table = pa.Table.from_pylist(rows, schema=pa.schema(staged))
+    arrow_table = pa.Table.from_pylist(rows, schema=pa.schema(staged + variants))
     for name, target in casts.items():
         index = arrow_table.schema.get_field_index(name)
         arrow_table = arrow_table.set_column(index, name, pc.cast(arrow_table[name], target))
     return arrow_table
 
 
-Inference = Callable[[list[Row], str, Any], pa.DataType]
+def _coerce(rows: list[Row], name: str, target: pa.DataType) -> bool:
+    """Convert a column in place; values that cannot be converted move to `{name}__v_text`."""
+    moved = False
+    for row in rows:
+        value = row.get(name)
+        if value is None:
+            continue
+        try:
+            row[name] = _as_type(value, target)
+        except (ValueError, TypeError, ArithmeticError):
+            row[name] = None
+            row[f"{name}__v_text"] = _text(value, as_json=False)
+            moved = True
+    return moved
 
 
-def _sampled_type(rows: list[Row], name: str, sample: Any) -> pa.DataType:
-    """dlt's inference from the first value, as dlt itself types a new column."""
-    return _infer([sample])
-
-
-def _scanned_type(rows: list[Row], name: str, sample: Any) -> pa.DataType:
-    return _infer([row.get(name) for row in rows])
+def _as_type(value: Any, target: pa.DataType) -> Any:
+    if isinstance(value, bool) and target != pa.bool_():
+        raise TypeError("a boolean in a non-boolean column")
+    if target == DECIMAL and isinstance(value, str | int | Decimal):
+        return Decimal(value) if isinstance(value, str) else Decimal(str(value))
+    if target == TIMESTAMP and isinstance(value, str | datetime):
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+    if target == pa.int64() and isinstance(value, int):
+        return value
+    if target == pa.bool_() and isinstance(value, bool):
+        return value
+    raise TypeError(f"{type(value).__name__} does not fit {target}")
 
 
 def _names(rows: list[Row]) -> list[str]:

@@ -25,7 +25,7 @@ from .catalog import TABLES
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
 from .schema import loaded_columns, schema_changes
 from .source import orb
-from .sweep import sweep_deletions
+from .sweep import remove_replayed_rows, sweep_deletions
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +104,17 @@ def validate_options(resources: Sequence[str] | None, start_date: str | None) ->
             ) from None
 
 
-def check_connection(api_key: str, base_url: str) -> None:
-    """Fail in one line, before any work, on a missing or rejected key or an unreachable API."""
-    with OrbClient(api_key, base_url, max_attempts=2, timeout=15.0, backoff_max=1.0) as client:
+def check_connection(
+    api_key: str, base_url: str, max_attempts: int = 8, timeout: float = 30.0
+) -> None:
+    """Fail in one line, before any work, on a missing or rejected key or an unreachable API.
+
+    Transient answers are retried as in the run, with short pauses so a wrong URL fails fast.
+    """
+    client = OrbClient(
+        api_key, base_url, max_attempts=max_attempts, timeout=timeout, backoff_max=1.0
+    )
+    with client:
         try:
             client.get("/customers", {"limit": 1})
         except OrbUnreachable as exc:
@@ -127,14 +135,22 @@ def run_pipeline(
 ) -> RunReport:
     """Sync Orb into the destination; incremental unless `full_refresh`."""
     validate_options(resources, start_date)
-    check_connection(*orb_credentials())
+    check_connection(
+        *orb_credentials(),
+        max_attempts=source_options.get("max_attempts", 8),
+        timeout=source_options.get("request_timeout", 30.0),
+    )
     pipeline = pipeline or make_pipeline(destination, dataset_name)
-    check_destination(pipeline)
     with run_lock(pipeline), fewer_gc_pauses():
+        check_destination(pipeline)
         finish_pending(pipeline)
-        stats = RequestStats()
+        stats, drift = RequestStats(), set[str]()
         source = orb(
-            full_refresh=full_refresh, start_date=start_date, stats=stats, **source_options
+            full_refresh=full_refresh,
+            start_date=start_date,
+            stats=stats,
+            schema_changes=drift,
+            **source_options,
         )
         if resources:
             source = source.with_resources(*resources)
@@ -151,7 +167,7 @@ def run_pipeline(
         load_info = pipeline.load()
         sweep_deletions(pipeline)
     summaries = _table_summaries(extract_info, normalize_info.row_counts)
-    return RunReport(load_info, summaries, changes, stats)
+    return RunReport(load_info, summaries, sorted(drift) + changes, stats)
 
 
 def check_destination(pipeline: dlt.Pipeline) -> None:
@@ -169,6 +185,7 @@ def finish_pending(pipeline: dlt.Pipeline) -> None:
     if pipeline.has_pending_data:
         pipeline.normalize()
         pipeline.load()
+        remove_replayed_rows(pipeline)
         sweep_deletions(pipeline)
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import dlt
@@ -421,6 +424,35 @@ KNOWN_KINDS: Mapping[str, tuple[str, frozenset[str]]] = {
     "prices": ("model_type", PRICE_MODEL_TYPES),
 }
 """Discriminators whose variants shape a table: a new one is loaded, and named in a warning."""
+
+
+def mismatched_types(table: str, row: Mapping[str, Any]) -> set[str]:
+    """Declared columns whose value arrived as another JSON type. dlt stores a number sent
+    for a text column as text without a variant column, so only this check names it."""
+    columns = _declared_types(table)
+    return {
+        f"{table}.{name} arrived as {type(value).__name__}, declared {columns[name]}"
+        for name, value in row.items()
+        if name in columns and value is not None and not _fits(value, columns[name])
+    }
+
+
+@cache
+def _declared_types(table: str) -> dict[str, str]:
+    return {name: str(column.get("data_type")) for name, column in table_columns(table).items()}
+
+
+def _fits(value: Any, data_type: str) -> bool:
+    if isinstance(value, bool):
+        return data_type in ("bool", "json")
+    expected: dict[str, tuple[type, ...]] = {
+        "text": (str,),
+        "decimal": (str, int, Decimal),
+        "timestamp": (str, datetime),
+        "bigint": (int,),
+        "bool": (bool,),
+    }
+    return data_type not in expected or isinstance(value, expected[data_type])
 
 
 def unknown_kinds(table: str, rows: list[dict[str, Any]]) -> set[str]:

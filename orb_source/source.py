@@ -15,7 +15,7 @@ from dlt.extract import DltResource
 from .arrow import arrow_items
 from .catalog import CATALOG, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats
-from .schema import nested_hints, table_columns, unknown_kinds
+from .schema import mismatched_types, nested_hints, table_columns, unknown_kinds
 from .strategies import (
     State,
     SyncContext,
@@ -54,6 +54,7 @@ def orb(
     request_timeout: float = 30.0,
     max_attempts: int = 8,
     stats: RequestStats | None = None,
+    schema_changes: set[str] | None = None,
     arrow: bool = True,
 ) -> list[DltResource]:
     """Every Orb table of the contract, kept equal to the API's current state.
@@ -71,6 +72,7 @@ def orb(
         request_timeout: seconds before a request is abandoned and retried.
         max_attempts: tries per request before the run fails (429, 5xx, timeouts, drops).
         stats: counters the caller reads after the run (requests, retries, 429s).
+        schema_changes: collects what changed in Orb's data (new kinds, changed types).
         arrow: build the high-volume tables as Arrow tables (`arrow.py`) instead of passing
             dicts through dlt's normalizer; same tables, columns and types, several times faster.
     """
@@ -92,6 +94,7 @@ def orb(
         if full_refresh_every_days
         else None,
         max_concurrency=max_concurrency,
+        schema_changes=set() if schema_changes is None else schema_changes,
     )
     if arrow:
         dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
@@ -181,11 +184,10 @@ def table_rows(
                 yield None, page
 
     def rows() -> Iterator[Any]:
-        reported: set[str] = set()
         batch: list[Row] = []
         for customer_id, page in pages():
             shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
-            _warn_new_kinds(endpoint.table, shaped, reported)
+            _warn_drift(endpoint.table, shaped, ctx.schema_changes)
             batch.extend(shaped)
             if len(batch) >= BATCH_ROWS:
                 yield from emit(endpoint.table, batch, arrow_tables)
@@ -195,7 +197,14 @@ def table_rows(
     return rows
 
 
-def _warn_new_kinds(table: str, rows: list[Row], reported: set[str]) -> None:
-    for kind in unknown_kinds(table, rows) - reported:
-        logger.warning("schema change: new %s kind %r in Orb's data; loaded as-is", table, kind)
-        reported.add(kind)
+def _warn_drift(table: str, rows: list[Row], reported: set[str]) -> None:
+    """New kinds of ledger entries or prices, and fields that changed type, once per run.
+
+    Types are checked on the first row of each page: a change of type reaches every row.
+    """
+    if not rows:
+        return
+    news = {f"new {table} kind {kind!r}" for kind in unknown_kinds(table, rows)}
+    for change in sorted(news | mismatched_types(table, rows[0]) - reported):
+        logger.warning("schema change: %s; loaded as-is", change)
+        reported.add(change)

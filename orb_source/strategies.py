@@ -49,6 +49,7 @@ class SyncContext:
     start_date: datetime | None = None
     full_refresh_every: timedelta | None = None
     max_concurrency: int = 32
+    schema_changes: set[str] = field(default_factory=set)
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
     _customer_ids: list[str] | None = field(default=None, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

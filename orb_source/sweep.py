@@ -11,6 +11,7 @@ a run that dies between load and sweep is swept by the next run.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,8 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
 from .catalog import CATALOG, CHILD_TABLES, Scope
+
+logger = logging.getLogger(__name__)
 
 CUSTOMER_CHILDREN: tuple[str, ...] = tuple(
     endpoint.table
@@ -46,6 +49,35 @@ def sweep_deletions(pipeline: dlt.Pipeline) -> None:
             _follow_parent(sql, child, parent, link)
         for table, root in _standalone_children(pipeline.default_schema):
             _drop_replaced_children(sql, table, root)
+
+
+def remove_replayed_rows(pipeline: dlt.Pipeline) -> None:
+    """Undo the one way resuming a crashed load can duplicate rows.
+
+    A copy job killed after its rows committed but before dlt recorded it runs again on
+    resume, so staging holds those rows twice, and dlt's merge inserts both copies (they share
+    a row key). The copies are identical, so keeping one of each is exact.
+    """
+    with pipeline.sql_client() as sql:
+        for table in pipeline.default_schema.data_table_names():
+            name = sql.make_qualified_table_name(table)
+            try:
+                counts = sql.execute_sql(f"SELECT count(*), count(DISTINCT _dlt_id) FROM {name}")
+            except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+                continue
+            [(rows, keys)] = counts or [(0, 0)]
+            if rows != keys:
+                logger.warning("removing %d replayed duplicate rows from %s", rows - keys, table)
+                _keep_one_of_each(sql, table)
+
+
+def _keep_one_of_each(sql: SqlClientBase[Any], table: str) -> None:
+    name = sql.make_qualified_table_name(table)
+    copy = sql.make_qualified_table_name(f"{table}__replayed")
+    sql.execute_sql(f"CREATE TABLE {copy} AS SELECT DISTINCT * FROM {name}")
+    sql.execute_sql(f"DELETE FROM {name}")
+    sql.execute_sql(f"INSERT INTO {name} SELECT * FROM {copy}")
+    sql.execute_sql(f"DROP TABLE {copy}")
 
 
 def _with_child_listings(listings: Mapping[str, Any]) -> dict[str, Any]:
