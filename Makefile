@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache orb_billing.duckdb
