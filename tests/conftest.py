@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dlt
 import pytest
@@ -31,11 +33,20 @@ def account() -> Account:
     return generate_account(customers=25, seed=7, now=SANDBOX_NOW)
 
 
-@pytest.fixture
-def sandbox(account: Account, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
-    with SandboxServer(account) as server:
+@contextmanager
+def serving(
+    account: Account, monkeypatch: pytest.MonkeyPatch, **options: Any
+) -> Iterator[SandboxServer]:
+    """A sandbox server for `account`, with ORB_API_KEY and ORB_BASE_URL pointing at it."""
+    with SandboxServer(account, **options) as server:
         monkeypatch.setenv("ORB_API_KEY", server.api_key)
         monkeypatch.setenv("ORB_BASE_URL", server.base_url)
+        yield server
+
+
+@pytest.fixture
+def sandbox(account: Account, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
+    with serving(account, monkeypatch) as server:
         yield server
 
 

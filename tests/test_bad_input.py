@@ -3,28 +3,17 @@ API key never printed. Nothing is extracted and no destination is written."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from orb_source.sandbox import SandboxServer
+from tests.cli import run_cli
 
 KEY = "orb-live-Kx7Qm2Zp9Wv4Tn8Rb3Ys6Ld1"
 """A distinctive key that must never be echoed back."""
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orb_source.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
 
 
 def unused_port() -> int:
@@ -62,14 +51,14 @@ def keyed_sandbox(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Sa
 def test_missing_key(sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ORB_API_KEY")
 
-    assert_config_error(cli("run"), "No Orb API key", "ORB_API_KEY", key="")
+    assert_config_error(run_cli("run"), "No Orb API key", "ORB_API_KEY", key="")
     assert sandbox.stats.requests == 0
 
 
 def test_rejected_key(keyed_sandbox: SandboxServer, tmp_path: Path) -> None:
     wrong = "orb-live-Wr0ngWr0ngWr0ng77"
 
-    stderr = assert_config_error(cli("run", env={"ORB_API_KEY": wrong}), "rejected", "401")
+    stderr = assert_config_error(run_cli("run", env={"ORB_API_KEY": wrong}), "rejected", "401")
 
     assert wrong not in stderr
     assert keyed_sandbox.stats.status_counts == {401: 1}, "one request, not retried"
@@ -87,7 +76,7 @@ def test_rejected_key(keyed_sandbox: SandboxServer, tmp_path: Path) -> None:
 def test_wrong_base_url(
     keyed_sandbox: SandboxServer, tmp_path: Path, base_url: str, names: str
 ) -> None:
-    result = cli("run", env={"ORB_BASE_URL": base_url})
+    result = run_cli("run", env={"ORB_BASE_URL": base_url})
 
     assert_config_error(result, "Cannot reach Orb", names, "ORB_BASE_URL")
     assert keyed_sandbox.stats.requests == 0
@@ -95,7 +84,7 @@ def test_wrong_base_url(
 
 
 def test_unknown_resource(keyed_sandbox: SandboxServer) -> None:
-    result = cli("run", "--resources", "customers,invoicez")
+    result = run_cli("run", "--resources", "customers,invoicez")
 
     assert_config_error(result, "Unknown resource(s): invoicez", "customers")
     assert keyed_sandbox.stats.requests == 0
@@ -103,7 +92,7 @@ def test_unknown_resource(keyed_sandbox: SandboxServer) -> None:
 
 @pytest.mark.parametrize("value", ["2026-13-01", "yesterday", "01/02/2026"])
 def test_malformed_start_date(keyed_sandbox: SandboxServer, value: str) -> None:
-    result = cli("run", "--start-date", value)
+    result = run_cli("run", "--start-date", value)
 
     assert_config_error(result, "--start-date must be YYYY-MM-DD", repr(value))
     assert keyed_sandbox.stats.requests == 0
@@ -120,7 +109,7 @@ def test_unwritable_destination(
     (tmp_path / "a-file").write_text("not a directory")
     path = location.format(tmp=tmp_path)
 
-    result = cli("run", env={"DESTINATION__DUCKDB__CREDENTIALS": path})
+    result = run_cli("run", env={"DESTINATION__DUCKDB__CREDENTIALS": path})
 
     assert_config_error(result, "Cannot open the destination")
     assert not Path(path).exists()

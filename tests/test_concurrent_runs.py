@@ -15,7 +15,7 @@ import pytest
 
 from orb_source.runner import PIPELINE_NAME, make_pipeline
 from orb_source.sandbox import Account, Fault, SandboxServer, generate_account
-from tests.conftest import SANDBOX_NOW
+from tests.conftest import SANDBOX_NOW, serving
 from tests.warehouse import assert_mirror
 
 FAST_ENV = {
@@ -95,9 +95,7 @@ def test_second_run_during_extract_is_refused(
 def test_second_run_during_load_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The second run starts while the first holds the DuckDB file to load its package."""
     account = generate_account(customers=30, seed=17, now=SANDBOX_NOW)
-    with SandboxServer(account) as server:
-        monkeypatch.setenv("ORB_API_KEY", server.api_key)
-        monkeypatch.setenv("ORB_BASE_URL", server.base_url)
+    with serving(account, monkeypatch):
         trigger = tmp_path / "go"
         second = start(tmp_path, "-c", WAIT_THEN_RUN, str(trigger), name="second")
         first = start(tmp_path, "-m", "orb_source.cli", "run", name="first")

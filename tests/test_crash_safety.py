@@ -24,7 +24,7 @@ import pytest
 
 from orb_source.runner import PIPELINE_NAME, make_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account
-from tests.conftest import SANDBOX_NOW
+from tests.conftest import SANDBOX_NOW, serving
 from tests.warehouse import assert_mirror, query
 
 FAST_ENV = {
@@ -46,9 +46,7 @@ def crash_account() -> Account:
 def crash_sandbox(
     crash_account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SandboxServer]:
-    with SandboxServer(crash_account) as server:
-        monkeypatch.setenv("ORB_API_KEY", server.api_key)
-        monkeypatch.setenv("ORB_BASE_URL", server.base_url)
+    with serving(crash_account, monkeypatch) as server:
         yield server
 
 

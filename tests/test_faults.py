@@ -4,10 +4,7 @@ next run ends with an exact mirror. Sandbox stats prove each fault was actually 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from itertools import pairwise
@@ -18,7 +15,8 @@ import pytest
 
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, Fault, SandboxServer, generate_account
-from tests.conftest import SANDBOX_NOW
+from tests.cli import run_cli
+from tests.conftest import SANDBOX_NOW, serving
 from tests.warehouse import assert_mirror, fetch_table
 
 FAST: dict[str, Any] = {
@@ -45,16 +43,6 @@ CUSTOMER_SIDE = (
     "customer_balance_transactions",
 )
 """Every table that holds a customer's own rows (the catalog tables are left out for speed)."""
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orb_source.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
 
 
 def error_chain(exc: BaseException) -> str:
@@ -92,9 +80,7 @@ def small_account() -> Account:
 def small_sandbox(
     small_account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SandboxServer]:
-    with SandboxServer(small_account) as server:
-        monkeypatch.setenv("ORB_API_KEY", server.api_key)
-        monkeypatch.setenv("ORB_BASE_URL", server.base_url)
+    with serving(small_account, monkeypatch) as server:
         yield server
 
 
@@ -319,7 +305,7 @@ def test_repeated_cursor_fails_with_exit_1_and_the_next_run_mirrors(
     args = ("run", "--resources", ",".join(INVOICES))
     env = {"SOURCES__ORB__REQUEST_TIMEOUT": "1", "SOURCES__ORB__MAX_ATTEMPTS": "4"}
 
-    failed = cli(*args, env=env)
+    failed = run_cli(*args, env=env)
 
     assert failed.returncode == 1, failed.stderr
     assert failed.stderr.splitlines() == [
@@ -331,7 +317,7 @@ def test_repeated_cursor_fails_with_exit_1_and_the_next_run_mirrors(
     assert len(requests_to(small_sandbox, r"^/invoices$")) == 2, "stopped at the first repeat"
 
     small_sandbox.clear_faults()
-    repaired = cli(*args, env=env)
+    repaired = run_cli(*args, env=env)
 
     assert repaired.returncode == 0, repaired.stderr
     assert_mirror(make_pipeline(), small_account, INVOICES)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,18 +14,9 @@ from orb_source.catalog import TABLES
 from orb_source.runner import run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account
 from orb_source.sandbox.mutations import add_customer
-from tests.conftest import SANDBOX_NOW
+from tests.cli import run_cli
+from tests.conftest import SANDBOX_NOW, serving
 from tests.warehouse import assert_mirror, fetch_table, query
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orb_source.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-    )
 
 
 def test_full_load_mirrors_every_table(
@@ -129,9 +117,7 @@ def test_pagination_with_objects_created_mid_pagination(
         if path == "/customers" and "cursor" in params and len(created) < 6:
             created.append(add_customer(account, rng)["id"])
 
-    with SandboxServer(account) as server:
-        monkeypatch.setenv("ORB_API_KEY", server.api_key)
-        monkeypatch.setenv("ORB_BASE_URL", server.base_url)
+    with serving(account, monkeypatch) as server:
         server.before_request.append(create_customer_on_later_pages)
         run_pipeline(pipeline=pipeline, resources=["customers"])
         assert server.stats.by_route["/customers"] >= 3 + 1
@@ -158,7 +144,7 @@ def test_requests_use_orb_conventions(sandbox: SandboxServer, pipeline: dlt.Pipe
 
 
 def test_cli_run_prints_summary_and_exits_0(sandbox: SandboxServer, tmp_path: Path) -> None:
-    result = cli("run")
+    result = run_cli("run")
 
     assert result.returncode == 0, result.stderr
     lines = {
@@ -178,7 +164,7 @@ def test_cli_run_prints_summary_and_exits_0(sandbox: SandboxServer, tmp_path: Pa
     ids=["missing", "rejected"],
 )
 def test_bad_key_exits_2_in_one_line(sandbox: SandboxServer, key: str, message: str) -> None:
-    result = cli("run", env={"ORB_API_KEY": key})
+    result = run_cli("run", env={"ORB_API_KEY": key})
 
     assert result.returncode == 2
     assert message in result.stderr
