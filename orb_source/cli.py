@@ -2,6 +2,8 @@
 
 Exit codes: 0 success; 1 the run failed (the next run repairs it); 2 configuration or
 authentication error. Failures print one or two plain lines, never a traceback or the key.
+The project's own warnings (schema changes, vanished customers) print at WARNING
+(`ORB_LOG_LEVEL`); dlt's internal ones only at ERROR unless `RUNTIME__LOG_LEVEL` says otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
     logging.basicConfig(
         level=os.environ.get("ORB_LOG_LEVEL", "WARNING"), format="%(levelname)s %(message)s"
     )
@@ -110,8 +113,9 @@ def _demo(args: argparse.Namespace) -> int:
         _environment(ORB_API_KEY=server.api_key, ORB_BASE_URL=server.base_url),
     ):
         print(f"Sandbox serving the Orb API at {server.base_url}", flush=True)
+        # Every demo serves a newly generated account: nothing earlier runs read applies to it.
         started = time.monotonic()
-        report = run_pipeline()
+        report = run_pipeline(full_refresh=True)
     _print_report(report, time.monotonic() - started)
     print("Loaded into ./orb_billing.duckdb, dataset `orb`.")
     return EXIT_OK

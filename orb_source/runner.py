@@ -143,6 +143,7 @@ def run_pipeline(
     pipeline = pipeline or make_pipeline(destination, dataset_name)
     with run_lock(pipeline), fewer_gc_pauses():
         check_destination(pipeline)
+        pipeline = forget_state_without_data(pipeline)
         finish_pending(pipeline)
         stats, drift = RequestStats(), set[str]()
         source = orb(
@@ -180,6 +181,20 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
         raise ConfigurationError(f"Cannot open the destination: {first_line}") from None
 
 
+def forget_state_without_data(pipeline: dlt.Pipeline) -> dlt.Pipeline:
+    """Cursors describe data already loaded; with no dataset at the destination (a new DuckDB
+    file, a dropped schema) they describe nothing, and an incremental run would load only what
+    changed. Start over from a full load instead. A package a crashed first run left behind
+    is loaded as usual: it creates the dataset its state describes."""
+    if pipeline.has_pending_data or not pipeline.state.get("sources"):
+        return pipeline
+    with pipeline.sql_client() as sql:
+        if sql.has_dataset():
+            return pipeline
+    logger.warning("the destination has no %s dataset: syncing from scratch", pipeline.dataset_name)
+    return pipeline.drop()
+
+
 def finish_pending(pipeline: dlt.Pipeline) -> None:
     """Load what a crashed run extracted, so its state and data land together."""
     if pipeline.has_pending_data:
@@ -206,8 +221,9 @@ def fewer_gc_pauses() -> Iterator[None]:
 
 @contextmanager
 def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
-    """One run per pipeline at a time; the OS frees the lock if the process dies."""
-    path = Path(pipeline.working_dir) / "run.lock"
+    """One run per pipeline at a time; the OS frees the lock if the process dies. The lock
+    file sits beside the pipeline's folder, which a reset may delete."""
+    path = Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         try:

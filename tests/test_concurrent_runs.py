@@ -77,7 +77,10 @@ def test_second_run_during_extract_is_refused(
     second = start(tmp_path, "-c", WAIT_THEN_RUN, str(trigger), name="second")
     first = start(tmp_path, "-m", "orb_source.cli", "run", name="first")
     wait_until(
-        lambda: (pipeline_dir() / "run.lock").exists() and sandbox.stats.requests >= 3,
+        lambda: (
+            (pipeline_dir().parent / f"{PIPELINE_NAME}.lock").exists()
+            and sandbox.stats.requests >= 3
+        ),
         first,
         "the first run to start extracting",
     )

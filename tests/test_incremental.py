@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -46,3 +47,19 @@ def test_three_days_of_changes_then_a_quiet_run(
     before = table_contents(pipeline)
     run_pipeline(pipeline=pipeline)
     assert table_contents(pipeline) == before
+
+
+def test_a_new_destination_file_gets_a_full_sync_not_an_incremental_one(
+    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline, tmp_path: Path
+) -> None:
+    run_pipeline(pipeline=pipeline)
+    (tmp_path / "orb_billing.duckdb").unlink()
+    with account.lock:
+        simulate_day(account, random.Random(7))
+
+    report = run_pipeline(pipeline=pipeline)
+
+    assert_mirror(pipeline, account)
+    loaded = {summary.table: summary.rows for summary in report.tables}
+    assert loaded["invoices"] == len(account.objects("invoices"))
+    assert "syncing from scratch" not in " ".join(report.schema_changes)
