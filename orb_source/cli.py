@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orb-pipeline", description="Sync Orb billing data into a warehouse."
     )
-    commands = parser.add_subparsers(required=True, metavar="{run,demo,sandbox,reconcile}")
+    commands = parser.add_subparsers(required=True, metavar="{run,demo,sandbox}")
 
     run = commands.add_parser("run", help="extract from Orb and load into the destination")
     _add_run_options(run)
