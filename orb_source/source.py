@@ -74,7 +74,8 @@ def orb(
         stats: counters the caller reads after the run (requests, retries, 429s).
         schema_changes: collects what changed in Orb's data (new kinds, changed types).
         arrow: build the high-volume tables as Arrow tables (`arrow.py`) instead of passing
-            dicts through dlt's normalizer; same tables, columns and types, several times faster.
+            dicts through dlt's normalizer: same tables, columns and types, about twice as
+            fast end to end (benchmarks/RESULTS.md).
     """
     client = OrbClient(
         os.environ.get("ORB_API_KEY") or api_key or "",
