@@ -9,19 +9,19 @@ for fields Orb adds later, from the values, the way dlt would infer them.
 
 dlt registers child tables of Arrow data as tables of their own rather than nested tables,
 so each is merged on `_dlt_root_id` alone (a merge on row key *or* root key is a slow OR join):
-a re-read parent replaces all its children. A root's row key is a hash of its Orb id, stable
-across runs; a child's is its parent's key plus its array and position.
+a re-read parent replaces all its children. A root's row key is its Orb id, unique in its
+table and stable across runs; a child's is its parent's key plus its array and position.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
+from itertools import chain
 from typing import Any
 
 import dlt
@@ -67,12 +67,6 @@ def arrow_items(table: str, rows: Iterable[Mapping[str, Any]]) -> list[DataItemW
     ]
 
 
-def row_key(*parts: object) -> str:
-    """A stable 14-character key, like dlt's own row keys."""
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=10).digest()
-    return digest.hex()[:14]
-
-
 class _Flattener:
     """dlt's relational normalization of one root table and its child tables."""
 
@@ -82,7 +76,7 @@ class _Flattener:
 
     def flatten(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Row]]:
         for obj in rows:
-            key = row_key(self.root, obj["id"])
+            key = str(obj["id"])
             flat: Row = {"_dlt_id": key}
             self._into(flat, obj, "", self.root, 0, key, key)
             self.tables[self.root].append(flat)
@@ -150,7 +144,7 @@ def _build(
             if name not in encoded:
                 _encode_text(rows, name, as_json=True)
                 encoded.add(name)
-        elif target == pa.string() and (hint is None or careful):
+        elif target == pa.string() and careful:
             _encode_text(rows, name, as_json=False)
         elif careful and _coerce(rows, name, target):
             variants.append(pa.field(f"{name}__v_text", pa.string()))
@@ -196,10 +190,8 @@ def _as_type(value: Any, target: pa.DataType) -> Any:
 
 
 def _names(rows: list[Row]) -> list[str]:
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(row))
-    return list(names)
+    """Every field of the batch, in order of first appearance."""
+    return list(dict.fromkeys(chain.from_iterable(rows)))
 
 
 def _first_value(rows: list[Row], name: str) -> Any:
