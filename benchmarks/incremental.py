@@ -12,15 +12,17 @@ process and workspace.
 from __future__ import annotations
 
 import random
+from datetime import datetime, timedelta
 from typing import Any
 
 from orb_source.sandbox import SandboxServer, generate_account, simulate_day
 
-from .common import Section, Target, Workspace, pct, require_ok, route_status, table
+from .common import ACCOUNT_NOW, Section, Target, Workspace, pct, require_ok, route_status, table
 from .sandbox_process import snapshot
 
 ROWS_TARGET = 0.30
 SEED = 42
+MONTH_OFFSETS_DAYS = (7, 14, 21)
 
 
 def route_figures(server: SandboxServer) -> dict[str, tuple[int, int]]:
@@ -45,12 +47,13 @@ def ratio_cell(part: int, whole: int) -> str:
     return pct(part, whole)
 
 
-def run(quick: bool = False) -> Section:
-    """Full load, one simulated day, incremental load; compare what each read."""
-    customers = 25 if quick else 100
-    command = "python -m benchmarks incremental" + (" --quick" if quick else "")
-    section = Section("incremental: one day of changes vs a full refresh", command)
-    account = generate_account(customers=customers, seed=SEED)
+def measure(
+    customers: int, now: datetime
+) -> tuple[
+    dict[str, Any], dict[str, Any], dict[str, tuple[int, int]], dict[str, tuple[int, int]], int
+]:
+    """Full load, one simulated day, incremental load; what each run read, per route."""
+    account = generate_account(customers=customers, seed=SEED, now=now)
     with Workspace("incremental") as ws, SandboxServer(account) as server:
         full = ws.run(server.base_url, server.api_key, full_refresh=True)
         require_ok(full, "full refresh")
@@ -61,6 +64,26 @@ def run(quick: bool = False) -> Section:
         incremental = ws.run(server.base_url, server.api_key)
         require_ok(incremental, "incremental run")
         incremental_routes = route_figures(server)
+    return full, incremental, full_routes, incremental_routes, len(changes)
+
+
+def rows_read(routes: dict[str, tuple[int, int]]) -> int:
+    return sum(rows for _, rows in routes.values())
+
+
+def run(quick: bool = False) -> Section:
+    """The day after `ACCOUNT_NOW` in detail, and days across the billing month in summary."""
+    customers = 25 if quick else 100
+    command = "python -m benchmarks incremental" + (" --quick" if quick else "")
+    section = Section("incremental: one day of changes vs a full refresh", command)
+    start = datetime.fromisoformat(ACCOUNT_NOW)
+    full, incremental, full_routes, incremental_routes, changes = measure(customers, start)
+    month = [(start, rows_read(incremental_routes), rows_read(full_routes))]
+    for offset in () if quick else MONTH_OFFSETS_DAYS:
+        _, _, other_full, other_incremental, _ = measure(customers, start + timedelta(days=offset))
+        month.append(
+            (start + timedelta(days=offset), rows_read(other_incremental), rows_read(other_full))
+        )
 
     routes = sorted(set(full_routes) | set(incremental_routes))
     rows: list[list[Any]] = []
@@ -94,9 +117,9 @@ def run(quick: bool = False) -> Section:
         ]
     )
     section.lines += [
-        f"Account: `generate_account(customers={customers}, seed={SEED})` (13 months of"
-        f" history); one `simulate_day(account, random.Random({SEED}))` between the runs"
-        f" ({len(changes)} changes). Rows read = objects in list pages served, plus one per"
+        f"Account: `generate_account(customers={customers}, seed={SEED}, now={ACCOUNT_NOW})`"
+        f" (13 months of history); one `simulate_day(account, random.Random({SEED}))` between"
+        f" the runs ({changes} changes). Rows read = objects in list pages served, plus one per"
         " retrieve-by-id answered 200. Counted by the sandbox, per route.",
         "",
         *table(
@@ -141,13 +164,26 @@ def run(quick: bool = False) -> Section:
         f"Wall time (informational, in-process sandbox, no latency): full"
         f" {full['wall_seconds']:.1f} s, incremental {incremental['wall_seconds']:.1f} s.",
     ]
-    share = inc_rows / full_rows if full_rows else 0.0
+    section.lines += [
+        "",
+        "The same measurement with the account's clock at other days of the billing month"
+        " (invoices are issued on the 1st, so the open set and the recent closed invoices vary):",
+        "",
+        *table(
+            ["account clock", "full: rows read", "incr: rows read", "incr/full"],
+            [
+                [when.isoformat(), f"{whole:,}", f"{part:,}", pct(part, whole)]
+                for when, part, whole in month
+            ],
+        ),
+    ]
+    worst = max(month, key=lambda point: point[1] / point[2])
     section.targets.append(
         Target(
-            "rows read by the incremental run / full refresh",
-            pct(inc_rows, full_rows),
+            "rows read by the incremental run / full refresh (worst day of the month)",
+            pct(worst[1], worst[2]),
             f"<= {ROWS_TARGET:.0%}",
-            share <= ROWS_TARGET,
+            worst[1] / worst[2] <= ROWS_TARGET,
         )
     )
     section.targets.append(

@@ -12,6 +12,8 @@ from datetime import timedelta
 from enum import StrEnum
 
 ALL_INVOICE_STATUSES = ["draft", "issued", "paid", "synced", "void"]
+CUSTOMERS = "/customers"
+"""The listing that every per-customer endpoint fans out over."""
 
 
 class Sync(StrEnum):
@@ -25,6 +27,10 @@ class Sync(StrEnum):
 
     LIFECYCLE = "lifecycle"
     """New objects by watermark, plus a re-read of the open set and a fetch of its leavers."""
+
+    ON_ACTIVITY = "on_activity"
+    """Per-customer lists re-read for the customers whose activity feed moved since the last
+    run or who hold an open object; every customer on a full run."""
 
 
 class Scope(StrEnum):
@@ -42,8 +48,9 @@ class Cursor:
     overlap: timedelta = timedelta(hours=1)
     """Re-read window before the watermark: late-visible rows and clock skew."""
 
-    hold_while: tuple[str, tuple[str, ...]] | None = None
-    """(field, values): the watermark never passes rows in these states (pending ledger entries)."""
+    open_while: tuple[str, str] | None = None
+    """(filter, value): rows in this state can still change (a pending ledger entry). Each run
+    re-lists the older ones by that filter, and re-reads by timestamp those that left it."""
 
     ignore_while: tuple[str, tuple[str, ...]] | None = None
     """(field, values): rows in these states never move the watermark (a draft's invoice_date is
@@ -66,6 +73,21 @@ class OpenSet:
 
 
 @dataclass(frozen=True)
+class Activity:
+    """A per-customer feed that every change of an endpoint's objects leaves an entry in.
+
+    Each balance change of a credit block is a ledger entry, so a one-row question to the
+    ledger ("anything since the last run?") tells whether the customer's blocks can have
+    changed. `open` objects change without an entry (a block awaiting payment turns active
+    when its invoice is paid): customers holding one are re-read every run.
+    """
+
+    path: str
+    cursor: Cursor
+    open: tuple[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
 class Endpoint:
     table: str
     path: str
@@ -83,9 +105,12 @@ class Endpoint:
     child_table: tuple[str, str, str] | None = None
     """(array field, table, link column): an array split out into a table of its own."""
 
+    activity: Activity | None = None
+    """What `Sync.ON_ACTIVITY` asks before re-reading a customer's list."""
+
 
 CATALOG: tuple[Endpoint, ...] = (
-    Endpoint("customers", "/customers", Sync.REFRESH),
+    Endpoint("customers", CUSTOMERS, Sync.REFRESH),
     Endpoint(
         "subscriptions",
         "/subscriptions",
@@ -139,15 +164,20 @@ CATALOG: tuple[Endpoint, ...] = (
         "/customers/{customer_id}/credits/ledger",
         Sync.WATERMARK,
         scope=Scope.CUSTOMER,
-        cursor=Cursor("created_at", "created_at", hold_while=("entry_status", ("pending",))),
+        cursor=Cursor("created_at", "created_at", open_while=("entry_status", "pending")),
         links={"customer": "customer_id"},
     ),
     Endpoint(
         "credit_blocks",
         "/customers/{customer_id}/credits",
-        Sync.REFRESH,
+        Sync.ON_ACTIVITY,
         scope=Scope.CUSTOMER,
         params={"include_all_blocks": True},
+        activity=Activity(
+            "/customers/{customer_id}/credits/ledger",
+            Cursor("created_at", "created_at"),
+            open=("status", ("pending_payment",)),
+        ),
     ),
     Endpoint(
         "top_ups",

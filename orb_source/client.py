@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -137,6 +138,36 @@ class TokenBucket:
                 self.rate = min(self.configured, self.rate + self.configured / 100)
 
 
+class ServerClock:
+    """Orb's clock, learned from the `Date` header of every answer.
+
+    Watermarks are set on Orb's time, so a skewed local clock never makes a run skip rows.
+    A `Date` is stamped before the answer travels and truncated to the second, so
+    `Date - local arrival` never exceeds the true offset: the largest one seen is kept.
+    """
+
+    def __init__(self) -> None:
+        self._offset: float | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, date_header: str | None) -> None:
+        if not date_header:
+            return
+        try:
+            offset = parsedate_to_datetime(date_header).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return
+        with self._lock:
+            if self._offset is None or offset > self._offset:
+                self._offset = offset
+
+    def orb_time(self, local: float) -> datetime | None:
+        """Orb's time when `time.time()` read `local`; None until an answer carried a `Date`."""
+        if self._offset is None:
+            return None
+        return datetime.fromtimestamp(local + self._offset, UTC)
+
+
 @dataclass
 class RequestStats:
     """Counts kept for the run summary and the benchmarks."""
@@ -228,6 +259,7 @@ class OrbClient:
             "credit_balance": TokenBucket(limits.credit_balance),
         }
         self.stats = stats or RequestStats()
+        self.clock = ServerClock()
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -312,6 +344,7 @@ class OrbClient:
         status = response.status_code
         if status < 400:
             bucket.recover()
+            self.clock.observe(response.headers.get("date"))
             return _parse_json(response.content, path)
         body = _error_body(response)
         if status in (401, 403):

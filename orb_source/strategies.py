@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ from typing import Any
 
 import dlt
 
-from .catalog import Cursor, Endpoint, OpenSet
-from .client import PAGE_SIZE, OrbClient, OrbNotFound, Page, rate_class
+from .catalog import CUSTOMERS, Activity, Cursor, Endpoint, OpenSet
+from .client import PAGE_SIZE, OrbClient, OrbNotFound, Page, ServerClock, rate_class
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class SyncContext:
     max_concurrency: int = 32
     schema_changes: set[str] = field(default_factory=set)
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
-    _customer_ids: list[str] | None = field(default=None, repr=False)
+    _customer_pages: list[Page] | None = field(default=None, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _customers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -75,13 +76,15 @@ class SyncContext:
                 self._pools[klass] = ThreadPoolExecutor(size, thread_name_prefix=f"orb-{klass}")
             return self._pools[klass]
 
-    def customer_ids(self) -> list[str]:
-        """Every live customer's id, listed once per run for all per-customer endpoints."""
+    def customer_pages(self) -> list[Page]:
+        """The run's one listing of customers: the `customers` table and every fan-out share it."""
         with self._customers_lock:
-            if self._customer_ids is None:
-                pages = self.client.paginate("/customers")
-                self._customer_ids = [obj["id"] for page in pages for obj in page]
-            return self._customer_ids
+            if self._customer_pages is None:
+                self._customer_pages = list(self.client.paginate(CUSTOMERS))
+            return self._customer_pages
+
+    def customer_ids(self) -> list[str]:
+        return [obj["id"] for page in self.customer_pages() for obj in page]
 
     def record_listing(self, table: str, where: Mapping[str, Any] | None = None) -> None:
         """Note that `table` was listed completely (or completely within `where`) this run."""
@@ -97,24 +100,32 @@ class SyncContext:
 class Watermark:
     """The cursor of one listing: where to start, and where the next run may start.
 
-    The new value is the newest cursor seen, never later than the run's start (drafts can
-    be dated in the future) and never past a row that is still `hold_while` (a pending
-    ledger entry can still change). It is only read after the listing was exhausted.
+    The next run starts where this listing started, on Orb's clock: every row created before
+    then has been read (the overlap window covers rows that become visible late), so rows
+    seen before are not read again. Without Orb's clock (no `Date` header) it is the newest
+    cursor seen, never later than the run's start. It is only read after the listing was
+    exhausted.
     """
 
-    def __init__(self, cursor: Cursor, previous: str | None, ceiling: datetime) -> None:
+    def __init__(
+        self, cursor: Cursor, previous: str | None, ceiling: datetime, clock: ServerClock
+    ) -> None:
         self.cursor = cursor
         self.previous = previous
         self.ceiling = ceiling
+        self.clock = clock
+        self._listed_from = time.time()
         self._newest: datetime | None = None
-        self._held: datetime | None = None
+
+    def since(self, floor: datetime | None) -> datetime | None:
+        return parse_time(self.previous) - self.cursor.overlap if self.previous else floor
 
     def params(self, floor: datetime | None) -> dict[str, str]:
-        since = parse_time(self.previous) - self.cursor.overlap if self.previous else floor
+        since = self.since(floor)
         return {f"{self.cursor.param}[gte]": since.isoformat()} if since else {}
 
     def observe(self, page: Iterable[Mapping[str, Any]]) -> None:
-        hold, ignore = self.cursor.hold_while, self.cursor.ignore_while
+        ignore = self.cursor.ignore_while
         for obj in page:
             value = obj.get(self.cursor.field)
             if not isinstance(value, str) or (ignore and obj.get(ignore[0]) in ignore[1]):
@@ -122,22 +133,22 @@ class Watermark:
             stamp = parse_time(value)
             if self._newest is None or stamp > self._newest:
                 self._newest = stamp
-            if hold and obj.get(hold[0]) in hold[1] and (self._held is None or stamp < self._held):
-                self._held = stamp
 
     @property
     def value(self) -> str | None:
-        reached = self._held or self._newest
-        if reached is None:
-            return self.previous
-        reached = min(reached, self.ceiling)
-        if self._held is None and self.previous and parse_time(self.previous) > reached:
+        reached = self.clock.orb_time(self._listed_from)
+        if reached is None and self._newest is not None:
+            reached = min(self._newest, self.ceiling)
+        if reached is None or (self.previous and parse_time(self.previous) > reached):
             return self.previous
         return reached.isoformat()
 
 
 def read_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator[Page]:
-    yield from ctx.client.paginate(endpoint.path, endpoint.params)
+    if endpoint.path == CUSTOMERS:
+        yield from ctx.customer_pages()
+    else:
+        yield from ctx.client.paginate(endpoint.path, endpoint.params)
     ctx.record_listing(endpoint.table)
 
 
@@ -185,9 +196,11 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
 def read_per_customer(
     ctx: SyncContext, endpoint: Endpoint, state: State
 ) -> Iterator[tuple[str, Page]]:
-    """Fan out over every customer; watermark endpoints keep one cursor per customer."""
+    """Fan out over the customers; watermark endpoints keep one cursor per customer."""
     full = ctx.is_full(state)
     cursors: dict[str, str] = state.setdefault("cursors", {})
+    open_rows: dict[str, dict[str, str]] = state.setdefault("open_rows", {})
+    activity = _ActivityCheck(ctx, endpoint.activity, state, full) if endpoint.activity else None
 
     def read_one(customer_id: str) -> tuple[str, Page, str | None]:
         path = endpoint.path.format(customer_id=customer_id)
@@ -208,6 +221,11 @@ def read_per_customer(
                 if watermark:
                     watermark.observe(page)
                 rows.extend(page)
+            if watermark and not full:
+                since = watermark.since(ctx.start_date)
+                rows += _reread_open(
+                    ctx, path, watermark.cursor, open_rows.get(customer_id), rows, since
+                )
         except OrbNotFound:
             logger.warning(
                 "customer %s disappeared during the run; its %s are marked deleted",
@@ -217,14 +235,21 @@ def read_per_customer(
             return customer_id, [], None
         return customer_id, rows, watermark.value if watermark else None
 
+    customers = activity.customers() if activity else ctx.customer_ids()
     for customer_id, rows, cursor in bounded_map(
-        ctx.pool(rate_class(endpoint.path)), read_one, ctx.customer_ids()
+        ctx.pool(rate_class(endpoint.path)), read_one, customers
     ):
         if cursor:
             cursors[customer_id] = cursor
+        if endpoint.cursor and endpoint.cursor.open_while:
+            _remember_open(open_rows, customer_id, rows, endpoint.cursor)
+        if activity:
+            activity.listed(customer_id, rows)
         if rows:
             yield customer_id, rows
-    if endpoint.cursor is None:
+    if activity:
+        activity.finish(endpoint.table)
+    elif endpoint.cursor is None:
         ctx.record_listing(endpoint.table)
     else:
         _finish_full(ctx, endpoint, state, full)
@@ -273,6 +298,120 @@ def bounded_map(
             future.cancel()
 
 
+def _reread_open(
+    ctx: SyncContext,
+    path: str,
+    cursor: Cursor,
+    known: Mapping[str, str] | None,
+    fresh: Page,
+    since: datetime | None,
+) -> Page:
+    """Rows that were open last run and are older than this run's window.
+
+    The ones still open come from a listing by their state; those that left it (a pending
+    entry committed) from a listing of the timestamps they were created at.
+    """
+    if cursor.open_while is None or not known or since is None:
+        return []
+    fresh_ids = {row["id"] for row in fresh}
+    older = {row_id: stamp for row_id, stamp in known.items() if row_id not in fresh_ids}
+    if not older:
+        return []
+    field_name, value = cursor.open_while
+    still_open = {
+        f"{cursor.param}[gte]": min(older.values(), key=parse_time),
+        f"{cursor.param}[lt]": since.isoformat(),
+        field_name: value,
+    }
+    rows = [
+        row for page in ctx.client.paginate(path, still_open) for row in page if row["id"] in older
+    ]
+    found = {row["id"] for row in rows}
+    left = sorted((stamp for row_id, stamp in older.items() if row_id not in found), key=parse_time)
+    if left:
+        window = {f"{cursor.param}[gte]": left[0], f"{cursor.param}[lte]": left[-1]}
+        rows += [
+            row
+            for page in ctx.client.paginate(path, window)
+            for row in page
+            if row["id"] in older and row["id"] not in found
+        ]
+    return rows
+
+
+def _remember_open(
+    open_rows: dict[str, dict[str, str]], customer_id: str, rows: Page, cursor: Cursor
+) -> None:
+    """Ids and cursors of the customer's rows still open, for the next run's `_reread_open`."""
+    field_name, value = cursor.open_while or ("", "")
+    still = {
+        row["id"]: row[cursor.field]
+        for row in rows
+        if row.get(field_name) == value and isinstance(row.get(cursor.field), str)
+    }
+    if still:
+        open_rows[customer_id] = still
+    else:
+        open_rows.pop(customer_id, None)
+
+
+class _ActivityCheck:
+    """Which customers `Sync.ON_ACTIVITY` re-reads, and what it remembers for the next run.
+
+    One `since` serves every customer, because every run checks every live customer: on
+    Orb's clock when it answers with a `Date`, else on the run's own start.
+    """
+
+    def __init__(self, ctx: SyncContext, activity: Activity, state: State, full: bool) -> None:
+        self.ctx = ctx
+        self.activity = activity
+        self.state = state
+        since = None if full else state.get("activity_since")
+        self.since = parse_time(since) - activity.cursor.overlap if since else None
+        self.held = set(state.get("open_customers", ()))
+        self.listed_ids: list[str] = []
+        self._checked_from = time.time()
+
+    def customers(self) -> Iterator[str]:
+        """Customers holding an open object first, then those whose feed moved."""
+        live = self.ctx.customer_ids()
+        if self.since is None:
+            yield from live
+            return
+        yield from (customer_id for customer_id in live if customer_id in self.held)
+        unheld = [customer_id for customer_id in live if customer_id not in self.held]
+        for customer_id, moved in bounded_map(self.ctx.pool("read"), self._moved, unheld):
+            if moved:
+                yield customer_id
+
+    def _moved(self, customer_id: str) -> tuple[str, bool]:
+        since = self.since.isoformat() if self.since else ""
+        params: dict[str, str | int] = {f"{self.activity.cursor.param}[gte]": since, "limit": 1}
+        try:
+            body = self.ctx.client.get(self.activity.path.format(customer_id=customer_id), params)
+        except OrbNotFound:
+            return customer_id, True
+        return customer_id, bool(isinstance(body, dict) and body.get("data"))
+
+    def listed(self, customer_id: str, rows: Page) -> None:
+        self.listed_ids.append(customer_id)
+        field_name, statuses = self.activity.open
+        if any(row.get(field_name) in statuses for row in rows):
+            self.held.add(customer_id)
+        else:
+            self.held.discard(customer_id)
+
+    def finish(self, table: str) -> None:
+        checked_from = self.ctx.client.clock.orb_time(self._checked_from) or self.ctx.started_at
+        self.state["activity_since"] = checked_from.isoformat()
+        self.state["open_customers"] = sorted(self.held & set(self.ctx.customer_ids()))
+        if self.since is None:
+            self.state["last_full_sync"] = self.ctx.started_at.isoformat()
+            self.ctx.record_listing(table)
+        else:
+            self.ctx.record_listing(table, {"column": "customer_id", "values": self.listed_ids})
+
+
 class _OpenSetTracker:
     """Drops objects already emitted this run and remembers which ones are still open."""
 
@@ -301,7 +440,7 @@ def _pointed_at(ctx: SyncContext, endpoint: Endpoint, state: State) -> set[str]:
         return set()
     path, id_field = endpoint.refetch_from
     created = Cursor("created_at", "created_at")
-    watermark = Watermark(created, state.get("refetch_cursor"), ctx.started_at)
+    watermark = Watermark(created, state.get("refetch_cursor"), ctx.started_at, ctx.client.clock)
     ids: set[str] = set()
     for page in ctx.client.paginate(path, watermark.params(None)):
         watermark.observe(page)
@@ -311,7 +450,9 @@ def _pointed_at(ctx: SyncContext, endpoint: Endpoint, state: State) -> set[str]:
 
 
 def _watermark(ctx: SyncContext, endpoint: Endpoint, previous: str | None) -> Watermark:
-    return Watermark(_required(endpoint.cursor, endpoint), previous, ctx.started_at)
+    return Watermark(
+        _required(endpoint.cursor, endpoint), previous, ctx.started_at, ctx.client.clock
+    )
 
 
 def _finish_full(ctx: SyncContext, endpoint: Endpoint, state: State, full: bool) -> None:

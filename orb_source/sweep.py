@@ -95,6 +95,8 @@ def _mark_unlisted(sql: SqlClientBase[Any], table: str, listing: Mapping[str, An
     at = datetime.fromisoformat(listing["at"])
     condition, args = "", []
     if "column" in listing:
+        if not listing["values"]:
+            return
         placeholders = ", ".join(["%s"] * len(listing["values"]))
         condition = f" AND {sql.escape_column_name(listing['column'])} IN ({placeholders})"
         args = list(listing["values"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,66 @@ def test_a_new_destination_file_gets_a_full_sync_not_an_incremental_one(
     loaded = {summary.table: summary.rows for summary in report.tables}
     assert loaded["invoices"] == len(account.objects("invoices"))
     assert "syncing from scratch" not in " ".join(report.schema_changes)
+
+
+def test_an_incremental_run_reads_only_what_can_have_changed(
+    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+) -> None:
+    """Rows seen before are not read again; credit blocks only where the ledger moved."""
+    run_pipeline(pipeline=pipeline)
+    since = account.now - timedelta(hours=1)
+    pending_before = {e["id"] for e in owned(account, "credit_ledger_entries") if e["pending"]}
+    with account.lock:
+        simulate_day(account, random.Random(11))
+    sandbox.reset_stats()
+
+    run_pipeline(pipeline=pipeline)
+
+    assert_mirror(pipeline, account)
+    rows, requests = sandbox.stats.rows_by_route, sandbox.stats.by_route
+    new_txns = [t for t in owned(account, "customer_balance_transactions") if t["at"] >= since]
+    assert rows["/customers/{id}/balance_transactions"] == len(new_txns) > 0
+
+    new_entries = [e for e in owned(account, "credit_ledger_entries") if e["at"] >= since]
+    moved = {e["customer"] for e in new_entries}
+    awaiting_payment = {
+        b["customer"] for b in owned(account, "credit_blocks") if b["status"] == "pending_payment"
+    }
+    listed = requests["/customers/{id}/credits"]
+    assert listed == len(moved | awaiting_payment) < len(account.customers)
+
+    ledger_floor = len(new_entries) + len(pending_before)
+    assert ledger_floor <= rows["/customers/{id}/credits/ledger"] <= ledger_floor + len(moved) + 2
+
+
+def owned(account: Account, table: str) -> list[dict[str, Any]]:
+    """Live per-customer objects with their owner, creation time and state."""
+    return [
+        {
+            "id": obj["id"],
+            "customer": customer_id,
+            "at": obj.get("created_at"),
+            "pending": obj.get("entry_status") == "pending",
+            "status": obj.get("status"),
+        }
+        for customer_id, objs in account.owned[table].items()
+        if customer_id in account.customers
+        for obj in objs.values()
+    ]
+
+
+def test_cursors_are_set_on_orbs_clock_not_the_local_one(
+    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+) -> None:
+    """The sandbox's clock is weeks behind this machine's: cursors follow the server's `Date`."""
+    assert datetime.now(UTC) - account.now > timedelta(days=1)
+
+    run_pipeline(pipeline=pipeline)
+
+    resources = pipeline.state["sources"]["orb"]["resources"]
+    cursors = resources["customer_balance_transactions"]["cursors"]
+    assert len(cursors) == len(account.customers)
+    for cursor in cursors.values():
+        assert abs(datetime.fromisoformat(cursor) - account.now) < timedelta(minutes=1)
+    since = datetime.fromisoformat(resources["credit_blocks"]["activity_since"])
+    assert abs(since - account.now) < timedelta(minutes=1)

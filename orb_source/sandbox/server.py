@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -86,6 +87,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet; tests and benchmarks read `stats` instead."""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header on the account's clock, the time its objects are stamped with."""
+        return formatdate(self.server.sandbox.account.now.timestamp(), usegmt=True)
 
 
 @dataclass
