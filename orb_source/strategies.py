@@ -9,6 +9,9 @@ Three sync strategies, chosen per endpoint in the catalog:
 - `read_lifecycle`: new objects by watermark, a re-read of the open set (drafts, issued,
   active...), and a fetch by id of every object that left the open set or that a newer
   object points at (a credit note on an old paid invoice).
+- `read_per_customer`: the fan-out over customers for per-customer endpoints, with one
+  watermark per customer, re-reads of rows still open (pending ledger entries), and for
+  `Sync.ON_ACTIVITY` only the customers whose activity feed moved (`_ActivityCheck`).
 
 Generators record what they listed completely in source state (`listings`). State is
 committed only with the data of a successful extract, and the deletion sweep (`sweep.py`)
