@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.items import DataItemWithMeta
 
-from .schema import SHAPES, Shape, table_columns
+from .schema import SHAPES, Shape, merge_disposition, table_columns
 
 MAX_NESTING = 2
 """The source's `max_table_nesting`: arrays deeper than this are JSON."""
@@ -278,7 +278,7 @@ def _hints(root: str, table: str) -> Any:
         return dlt.mark.make_hints(
             table_name=table,
             primary_key="id",
-            write_disposition="merge",
+            write_disposition=merge_disposition(table),
             columns=table_columns(root),
         )
     return dlt.mark.make_hints(

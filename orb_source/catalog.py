@@ -30,7 +30,7 @@ class Sync(StrEnum):
 
     ON_ACTIVITY = "on_activity"
     """Per-customer lists re-read for the customers whose activity feed moved since the last
-    run or who hold an open object; every customer on a full run."""
+    run, open objects re-read by id; every customer on a full run."""
 
 
 class Scope(StrEnum):
@@ -73,18 +73,28 @@ class OpenSet:
 
 
 @dataclass(frozen=True)
+class Backdated:
+    """Closed objects that can be created with a date already in the past (a one-off invoice
+    dated last week and paid at once): each run re-lists the ones dated within `window`."""
+
+    window: timedelta
+    params: Mapping[str, str | bool | list[str]]
+
+
+@dataclass(frozen=True)
 class Activity:
     """A per-customer feed that every change of an endpoint's objects leaves an entry in.
 
     Each balance change of a credit block is a ledger entry, so a one-row question to the
     ledger ("anything since the last run?") tells whether the customer's blocks can have
     changed. `open` objects change without an entry (a block awaiting payment turns active
-    when its invoice is paid): customers holding one are re-read every run.
+    when its invoice is paid): each run re-reads them by id (`retrieve_path`).
     """
 
     path: str
     cursor: Cursor
     open: tuple[str, tuple[str, ...]]
+    retrieve_path: str
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,13 @@ class Endpoint:
 
     refetch_from: tuple[str, str] | None = None
     """(list path, id field): objects re-read because a newer object points at them."""
+
+    backdated: Backdated | None = None
+
+    listed_for_new: tuple[str, str] | None = None
+    """(parent list path, filter): closed objects of parents created since the last run,
+    listed by that filter (a subscription started in the past comes with past invoices,
+    possibly paid already)."""
 
     child_table: tuple[str, str, str] | None = None
     """(array field, table, link column): an array split out into a table of its own."""
@@ -126,17 +143,14 @@ CATALOG: tuple[Endpoint, ...] = (
         "/invoices",
         Sync.LIFECYCLE,
         params={"status[]": ALL_INVOICE_STATUSES},
-        cursor=Cursor(
-            "invoice_date",
-            "invoice_date",
-            overlap=timedelta(days=35),
-            ignore_while=("status", ("draft",)),
-        ),
+        cursor=Cursor("invoice_date", "invoice_date", ignore_while=("status", ("draft",))),
         open_set=OpenSet(
             "status", ("draft", "issued"), ("paid", "synced", "void"), "status[]", "/invoices/{id}"
         ),
         links={"customer": "customer_id", "subscription": "subscription_id"},
         refetch_from=("/credit_notes", "invoice_id"),
+        backdated=Backdated(timedelta(days=35), {"is_recurring": False}),
+        listed_for_new=("/subscriptions", "subscription_id"),
         child_table=("line_items", "invoice_line_items", "invoice_id"),
     ),
     Endpoint(
@@ -177,6 +191,7 @@ CATALOG: tuple[Endpoint, ...] = (
             "/customers/{customer_id}/credits/ledger",
             Cursor("created_at", "created_at"),
             open=("status", ("pending_payment",)),
+            retrieve_path="/credit_blocks/{id}",
         ),
     ),
     Endpoint(
@@ -209,3 +224,12 @@ TABLES: tuple[str, ...] = tuple(
     for endpoint in CATALOG
     for table in (endpoint.table, *(endpoint.child_table[1:2] if endpoint.child_table else ()))
 )
+
+EMITTED_ONCE: frozenset[str] = frozenset(
+    table
+    for endpoint in CATALOG
+    if endpoint.sync is Sync.LIFECYCLE
+    for table in (endpoint.table, *(endpoint.child_table[1:2] if endpoint.child_table else ()))
+)
+"""Tables whose objects reach the load at most once per run (a lifecycle read drops an object
+it already emitted), so the merge can skip its deduplication pass over the staged rows."""

@@ -15,8 +15,14 @@ from typing import Any
 
 import dlt
 from dlt.common.schema import Schema
-from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
+from dlt.common.schema.typing import (
+    TColumnSchema,
+    TTableSchemaColumns,
+    TWriteDispositionConfig,
+)
 from dlt.extract.hints import TResourceNestedHints
+
+from .catalog import EMITTED_ONCE
 
 MONEY: TColumnSchema = {"data_type": "decimal", "precision": 38, "scale": 9, "nullable": True}
 TIMESTAMP: TColumnSchema = {"data_type": "timestamp", "timezone": True, "nullable": True}
@@ -355,6 +361,14 @@ def table_columns(table: str) -> TTableSchemaColumns:
     columns = ROOT.columns() | SHAPES[table].columns()
     columns["id"] = {**columns["id"], "nullable": False}
     return columns
+
+
+def merge_disposition(table: str) -> TWriteDispositionConfig:
+    """Merge on `id`; without dlt's deduplication when the source already emits each object once
+    (on a large first load that window over the staged rows was most of the load step)."""
+    if table in EMITTED_ONCE:
+        return {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
+    return "merge"
 
 
 def nested_hints(table: str) -> dict[str | tuple[str, ...], TResourceNestedHints]:

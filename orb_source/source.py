@@ -15,7 +15,13 @@ from dlt.extract import DltResource
 from .arrow import arrow_items
 from .catalog import CATALOG, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats
-from .schema import mismatched_types, nested_hints, table_columns, unknown_kinds
+from .schema import (
+    merge_disposition,
+    mismatched_types,
+    nested_hints,
+    table_columns,
+    unknown_kinds,
+)
 from .strategies import (
     State,
     SyncContext,
@@ -153,10 +159,10 @@ def table_hints(table: str, arrow_tables: frozenset[str]) -> dict[str, Any]:
     """Arrow tables carry their hints on each item; resource-wide columns would leak into
     their child tables."""
     if table in arrow_tables:
-        return {"write_disposition": "merge"}
+        return {"write_disposition": merge_disposition(table)}
     return {
         "primary_key": "id",
-        "write_disposition": "merge",
+        "write_disposition": merge_disposition(table),
         "columns": table_columns(table),
         "nested_hints": nested_hints(table),
     }

@@ -6,12 +6,14 @@ Three sync strategies, chosen per endpoint in the catalog:
   without cursors, and the basis of deletion detection.
 - `read_watermark`: append-only data, from the last cursor minus an overlap window. Per-customer
   endpoints keep one cursor per customer (one shared cursor loses rows).
-- `read_lifecycle`: new objects by watermark, a re-read of the open set (drafts, issued,
-  active...), and a fetch by id of every object that left the open set or that a newer
-  object points at (a credit note on an old paid invoice).
+- `read_lifecycle`: new objects by watermark, closed objects created with a past date
+  (backdated one-offs, invoices of a subscription started in the past), a re-read of the open
+  set (drafts, issued, active...), and a fetch by id of every object that left the open set or
+  that a newer object points at (a credit note on an old paid invoice).
 - `read_per_customer`: the fan-out over customers for per-customer endpoints, with one
   watermark per customer, re-reads of rows still open (pending ledger entries), and for
-  `Sync.ON_ACTIVITY` only the customers whose activity feed moved (`_ActivityCheck`).
+  `Sync.ON_ACTIVITY` only the customers whose activity feed moved, plus open objects by id
+  (`_ActivityCheck`).
 
 Generators record what they listed completely in source state (`listings`). State is
 committed only with the data of a successful extract, and the deletion sweep (`sweep.py`)
@@ -173,13 +175,15 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
     full = ctx.is_full(state)
     tracker = _OpenSetTracker(open_set)
     watermark = _watermark(ctx, endpoint, None if full else state.get("cursor"))
-    new_objects = {**endpoint.params, **watermark.params(ctx.start_date)}
+    closed = dict(endpoint.params)
     if not full:
-        new_objects[open_set.param] = list(open_set.closed)
-    for page in ctx.client.paginate(endpoint.path, new_objects):
+        closed[open_set.param] = list(open_set.closed)
+    for page in ctx.client.paginate(endpoint.path, {**closed, **watermark.params(ctx.start_date)}):
         watermark.observe(page)
         yield from tracker.fresh(page)
     if not full:
+        for page in _created_closed(ctx, endpoint, closed, watermark):
+            yield from tracker.fresh(page)
         reopened = {**endpoint.params, open_set.param: list(open_set.statuses)}
         for page in ctx.client.paginate(endpoint.path, reopened):
             yield from tracker.fresh(page)
@@ -194,6 +198,37 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
     state["cursor"] = watermark.value
     state["open_ids"] = sorted(tracker.open_ids)
     _finish_full(ctx, endpoint, state, full)
+
+
+def _created_closed(
+    ctx: SyncContext, endpoint: Endpoint, closed: Mapping[str, Any], watermark: Watermark
+) -> Iterator[Page]:
+    """Closed objects dated before the watermark but created since the last run: backdated
+    ones within their window, and those of parents created since (a backdated subscription)."""
+    if watermark.previous is None:
+        return
+    if endpoint.backdated:
+        since = parse_time(watermark.previous) - endpoint.backdated.window
+        param = f"{watermark.cursor.param}[gte]"
+        yield from ctx.client.paginate(
+            endpoint.path, {**closed, **endpoint.backdated.params, param: since.isoformat()}
+        )
+    if endpoint.listed_for_new:
+        parent_path, parent_param = endpoint.listed_for_new
+        since = parse_time(watermark.previous) - watermark.cursor.overlap
+        parents = [
+            obj["id"]
+            for page in ctx.client.paginate(parent_path, {"created_at[gte]": since.isoformat()})
+            for obj in page
+        ]
+
+        def objects_of(parent_id: str) -> Page:
+            params = {**closed, parent_param: parent_id}
+            return [obj for page in ctx.client.paginate(endpoint.path, params) for obj in page]
+
+        for page in bounded_map(ctx.pool(rate_class(endpoint.path)), objects_of, parents):
+            if page:
+                yield page
 
 
 def read_per_customer(
@@ -238,19 +273,23 @@ def read_per_customer(
             return customer_id, [], None
         return customer_id, rows, watermark.value if watermark else None
 
-    customers = activity.customers() if activity else ctx.customer_ids()
-    for customer_id, rows, cursor in bounded_map(
-        ctx.pool(rate_class(endpoint.path)), read_one, customers
-    ):
-        if cursor:
-            cursors[customer_id] = cursor
-        if endpoint.cursor and endpoint.cursor.open_while:
-            _remember_open(open_rows, customer_id, rows, endpoint.cursor)
-        if activity:
-            activity.listed(customer_id, rows)
-        if rows:
-            yield customer_id, rows
+    def drain(customers: Iterable[str]) -> Iterator[tuple[str, Page]]:
+        for customer_id, rows, cursor in bounded_map(
+            ctx.pool(rate_class(endpoint.path)), read_one, customers
+        ):
+            if cursor:
+                cursors[customer_id] = cursor
+            if endpoint.cursor and endpoint.cursor.open_while:
+                _remember_open(open_rows, customer_id, rows, endpoint.cursor)
+            if activity:
+                activity.listed(customer_id, rows)
+            if rows:
+                yield customer_id, rows
+
+    yield from drain(activity.customers() if activity else ctx.customer_ids())
     if activity:
+        yield from activity.reread_open()
+        yield from drain(activity.vanished)
         activity.finish(endpoint.table)
     elif endpoint.cursor is None:
         ctx.record_listing(endpoint.table)
@@ -362,28 +401,28 @@ class _ActivityCheck:
     """Which customers `Sync.ON_ACTIVITY` re-reads, and what it remembers for the next run.
 
     One `since` serves every customer, because every run checks every live customer: on
-    Orb's clock when it answers with a `Date`, else on the run's own start.
+    Orb's clock when it answers with a `Date`, else on the run's own start. State written
+    before open objects were remembered by id gets one complete pass.
     """
 
     def __init__(self, ctx: SyncContext, activity: Activity, state: State, full: bool) -> None:
         self.ctx = ctx
         self.activity = activity
         self.state = state
-        since = None if full else state.get("activity_since")
+        since = None if full or "open_objects" not in state else state.get("activity_since")
         self.since = parse_time(since) - activity.cursor.overlap if since else None
-        self.held = set(state.get("open_customers", ()))
+        self.open_ids: dict[str, list[str]] = dict(state.get("open_objects", {}))
         self.listed_ids: list[str] = []
+        self.vanished: list[str] = []
         self._checked_from = time.time()
 
     def customers(self) -> Iterator[str]:
-        """Customers holding an open object first, then those whose feed moved."""
+        """Every live customer on a complete pass, else those whose feed moved."""
         live = self.ctx.customer_ids()
         if self.since is None:
             yield from live
             return
-        yield from (customer_id for customer_id in live if customer_id in self.held)
-        unheld = [customer_id for customer_id in live if customer_id not in self.held]
-        for customer_id, moved in bounded_map(self.ctx.pool("read"), self._moved, unheld):
+        for customer_id, moved in bounded_map(self.ctx.pool("read"), self._moved, live):
             if moved:
                 yield customer_id
 
@@ -398,16 +437,44 @@ class _ActivityCheck:
 
     def listed(self, customer_id: str, rows: Page) -> None:
         self.listed_ids.append(customer_id)
+        self._remember(customer_id, rows)
+
+    def reread_open(self) -> Iterator[tuple[str, Page]]:
+        """Open objects of the customers not re-listed, by id. A customer whose open object is
+        gone (404) lands in `vanished`, to be re-listed so the sweep sees the deletion."""
+        listed, live = set(self.listed_ids), set(self.ctx.customer_ids())
+        owners = {
+            object_id: customer_id
+            for customer_id, object_ids in self.open_ids.items()
+            if customer_id in live and customer_id not in listed
+            for object_id in object_ids
+        }
+        found: dict[str, Page] = {}
+        for page in fetch_by_id(self.ctx, self.activity.retrieve_path, sorted(owners)):
+            for obj in page:
+                found.setdefault(owners.pop(obj["id"]), []).append(obj)
+        self.vanished = sorted(set(owners.values()))
+        for customer_id, rows in found.items():
+            if customer_id not in self.vanished:
+                self._remember(customer_id, rows)
+                yield customer_id, rows
+
+    def _remember(self, customer_id: str, rows: Page) -> None:
         field_name, statuses = self.activity.open
-        if any(row.get(field_name) in statuses for row in rows):
-            self.held.add(customer_id)
+        open_ids = [row["id"] for row in rows if row.get(field_name) in statuses]
+        if open_ids:
+            self.open_ids[customer_id] = open_ids
         else:
-            self.held.discard(customer_id)
+            self.open_ids.pop(customer_id, None)
 
     def finish(self, table: str) -> None:
         checked_from = self.ctx.client.clock.orb_time(self._checked_from) or self.ctx.started_at
+        live = set(self.ctx.customer_ids())
         self.state["activity_since"] = checked_from.isoformat()
-        self.state["open_customers"] = sorted(self.held & set(self.ctx.customer_ids()))
+        self.state["open_objects"] = {
+            customer_id: ids for customer_id, ids in self.open_ids.items() if customer_id in live
+        }
+        self.state.pop("open_customers", None)
         if self.since is None:
             self.state["last_full_sync"] = self.ctx.started_at.isoformat()
             self.ctx.record_listing(table)

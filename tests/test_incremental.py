@@ -69,10 +69,14 @@ def test_a_new_destination_file_gets_a_full_sync_not_an_incremental_one(
 def test_an_incremental_run_reads_only_what_can_have_changed(
     sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
 ) -> None:
-    """Rows seen before are not read again; credit blocks only where the ledger moved."""
+    """Rows seen before are not read again; credit blocks are listed only where the ledger
+    moved, and blocks awaiting payment elsewhere are re-read by id."""
     run_pipeline(pipeline=pipeline)
     since = account.now - timedelta(hours=1)
     pending_before = {e["id"] for e in owned(account, "credit_ledger_entries") if e["pending"]}
+    awaiting_payment = [
+        b for b in owned(account, "credit_blocks") if b["status"] == "pending_payment"
+    ]
     with account.lock:
         simulate_day(account, random.Random(11))
     sandbox.reset_stats()
@@ -86,14 +90,46 @@ def test_an_incremental_run_reads_only_what_can_have_changed(
 
     new_entries = [e for e in owned(account, "credit_ledger_entries") if e["at"] >= since]
     moved = {e["customer"] for e in new_entries}
-    awaiting_payment = {
-        b["customer"] for b in owned(account, "credit_blocks") if b["status"] == "pending_payment"
-    }
-    listed = requests["/customers/{id}/credits"]
-    assert listed == len(moved | awaiting_payment) < len(account.customers)
+    assert requests["/customers/{id}/credits"] == len(moved) < len(account.customers)
+    blocks_of_moved = [b for b in owned(account, "credit_blocks") if b["customer"] in moved]
+    assert rows["/customers/{id}/credits"] == len(blocks_of_moved)
+    elsewhere = [
+        b
+        for b in awaiting_payment
+        if b["customer"] not in moved and b["customer"] in account.customers
+    ]
+    assert requests["/credit_blocks/{id}"] == len(elsewhere) > 0
 
     ledger_floor = len(new_entries) + len(pending_before)
     assert ledger_floor <= rows["/customers/{id}/credits/ledger"] <= ledger_floor + len(moved) + 2
+
+
+def test_a_deleted_block_awaiting_payment_is_marked_deleted(
+    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+) -> None:
+    """Blocks awaiting payment are re-read by id; one that is gone (404) sends its customer
+    back to a complete listing, so the sweep marks the block deleted."""
+    run_pipeline(pipeline=pipeline)
+    since = account.now - timedelta(hours=1)
+    moved = {e["customer"] for e in owned(account, "credit_ledger_entries") if e["at"] >= since}
+    awaiting = [
+        b
+        for b in owned(account, "credit_blocks")
+        if b["status"] == "pending_payment" and b["customer"] not in moved
+    ]
+    gone = awaiting[0]
+    with account.lock:
+        account.remove("credit_blocks", gone["id"], gone["customer"])
+        account.now += timedelta(days=1)
+    sandbox.reset_stats()
+
+    run_pipeline(pipeline=pipeline)
+
+    assert_mirror(pipeline, account)
+    assert fetch_table(pipeline, "credit_blocks")[gone["id"]]["deleted_at"] is not None
+    requests = sandbox.stats.by_route
+    assert requests["/credit_blocks/{id}"] == len(awaiting)
+    assert requests["/customers/{id}/credits"] == len(moved) + 1
 
 
 def owned(account: Account, table: str) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 Obj = dict[str, Any]
 
 TOP_LEVEL = (
@@ -52,7 +54,7 @@ class Shared(Mapping[str, Any]):
 
     def __init__(self, obj: Obj) -> None:
         self.obj = obj
-        self._json: str | None = None
+        self._json: bytes | None = None
 
     def __getitem__(self, key: str) -> Any:
         return self.obj[key]
@@ -63,32 +65,30 @@ class Shared(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self.obj)
 
-    def json(self) -> str:
+    def json(self) -> bytes:
         if self._json is None:
             self._json = dumps(self.obj)
         return self._json
 
 
-_SPLICE = re.compile(r'"\\u0000(\d+)"')
+_SPLICE = re.compile(rb'"\\u0000(\d+)"')
 
 
-def dumps(value: object) -> str:
+def dumps(value: object) -> bytes:
     """Serialise account objects to Orb's wire JSON (Decimal as string, Number as number)."""
-    spliced: list[str] = []
+    spliced: list[bytes] = []
 
     def encode(item: object) -> object:
         if isinstance(item, Number):
             return float(item)
         if isinstance(item, Decimal):
             return str(item)
-        if isinstance(item, datetime):
-            return item.isoformat()
         if isinstance(item, Shared):
             spliced.append(item.json())
             return f"\x00{len(spliced) - 1}"
         raise TypeError(f"cannot encode {type(item).__name__}")
 
-    text = json.dumps(value, default=encode, separators=(",", ":"))
+    text = orjson.dumps(value, default=encode)
     return _SPLICE.sub(lambda match: spliced[int(match[1])], text) if spliced else text
 
 

@@ -272,10 +272,12 @@ def list_invoices(call: Call) -> Obj:
     statuses = set(choices(query, "status", INVOICE_STATUSES) or DEFAULT_INVOICE_STATUSES)
     customer_id, external = one(query, "customer_id"), one(query, "external_customer_id")
     subscription_id = one(query, "subscription_id")
+    recurring = None if one(query, "is_recurring") is None else flag(query, "is_recurring")
 
     def keep(inv: Obj) -> bool:
         return (
             inv["status"] in statuses
+            and (recurring is None or (inv["invoice_source"] != "one_off") == recurring)
             and (customer_id is None or inv["customer"]["id"] == customer_id)
             and (external is None or inv["customer"]["external_customer_id"] == external)
             and (
@@ -409,6 +411,13 @@ def getter(table: str, what: str) -> Callable[[Call], Obj]:
     return get
 
 
+def get_credit_block(call: Call) -> Obj:
+    for blocks in call.account.owned["credit_blocks"].values():
+        if call.ids[0] in blocks:
+            return blocks[call.ids[0]]
+    raise not_found("Credit block", call.ids[0])
+
+
 def get_price(call: Call) -> Obj:
     price = call.account.price(call.ids[0])
     if price is None:
@@ -424,6 +433,7 @@ ROUTES: tuple[tuple[str, Handler], ...] = (
     ("/customers/{id}/credits", list_credit_blocks),
     ("/customers/{id}/credits/top_ups", list_top_ups),
     ("/customers/{id}/balance_transactions", list_balance_transactions),
+    ("/credit_blocks/{id}", get_credit_block),
     ("/subscriptions", list_subscriptions),
     ("/subscriptions/{id}", getter("subscriptions", "Subscription")),
     ("/invoices", list_invoices),
@@ -505,4 +515,4 @@ class Api:
         except ApiError as error:
             return error_reply(error, route)
         rows = len(payload["data"]) if "pagination_metadata" in payload else 0
-        return Reply(200, dumps(payload).encode(), route, rows)
+        return Reply(200, dumps(payload), route, rows)

@@ -18,6 +18,7 @@ from orb_source.sandbox.generator import (
     Ledger,
     add_months,
     current_period,
+    month_start,
     set_period,
     void_credit_note,
 )
@@ -176,6 +177,26 @@ def _one_off(b: Builder) -> list[str]:
     return [f"one-off invoice {invoice['id']} created for {invoice['invoice_date'].date()}"]
 
 
+def _backdated_subscription(b: Builder) -> list[str]:
+    """A subscription created now that started two months ago: the invoices of its past
+    periods appear at once, already paid, dated before the last sync."""
+    customer = b.rng.choice(list(b.account.customers.values()))
+    plan = b.rng.choice(b.active_plans(customer["currency"]))
+    start = add_months(month_start(b.now), -2)
+    sub = b.subscription(customer, plan, start, b.now, None)
+    changes = [f"subscription {sub['id']} created, started {start.date()}"]
+    period = start
+    while period <= b.now:
+        end = add_months(period, 1)
+        invoice = b.period_invoice(sub, period, end)
+        if end <= b.now:
+            billing.issue(invoice, b.now, sub["net_terms"])
+            billing.pay(invoice, b.now, b.new_id())
+            changes.append(f"invoice {invoice['id']} created paid, dated {end.date()}")
+        period = end
+    return changes
+
+
 def _start_subscription(b: Builder) -> list[str]:
     """Start due upcoming subscriptions; if none is due, start the next one early."""
     upcoming = sorted(
@@ -315,6 +336,7 @@ STEPS: tuple[Callable[[Builder], list[str]], ...] = (
     _credit_note,
     _void_credit_note,
     _one_off,
+    _backdated_subscription,
     _customers,
     _ledger,
     _top_ups,
