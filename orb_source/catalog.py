@@ -6,7 +6,7 @@ Why each table syncs the way it does is explained in the README, "How incrementa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -218,6 +218,21 @@ CHILD_TABLES: Mapping[str, tuple[str, str]] = {
     if endpoint.child_table
 }
 """Tables split out of another endpoint's objects -> (the table they come from, link column)."""
+
+
+def read_together(tables: Iterable[str]) -> list[str]:
+    """The tables plus those filled from the same objects (`invoices`, `invoice_line_items`).
+
+    They share one listing and its cursor: loading one without the other would move the
+    cursor past rows the other never received.
+    """
+    families = [
+        {endpoint.table, *(endpoint.child_table[1:2] if endpoint.child_table else ())}
+        for endpoint in CATALOG
+    ]
+    chosen = set(tables)
+    return [table for table in TABLES if any(table in f and f & chosen for f in families)]
+
 
 TABLES: tuple[str, ...] = tuple(
     table

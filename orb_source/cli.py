@@ -72,7 +72,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--resources",
         type=_table_list,
         default=None,
-        help=f"comma-separated tables: {', '.join(TABLES)}",
+        help=f"comma-separated tables: {', '.join(TABLES)} "
+        "(invoices and invoice_line_items come from one listing: either selects both)",
     )
     parser.add_argument(
         "--destination", default="duckdb", help="any dlt destination (default: duckdb)"

@@ -21,7 +21,7 @@ from typing import Any
 import dlt
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 
-from .catalog import TABLES
+from .catalog import TABLES, read_together
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
 from .schema import loaded_columns, schema_changes
 from .source import orb
@@ -154,7 +154,7 @@ def run_pipeline(
             **source_options,
         )
         if resources:
-            source = source.with_resources(*resources)
+            source = source.with_resources(*read_together(resources))
         before: dict[str, set[str]] = (
             loaded_columns(pipeline.default_schema) if pipeline.default_schema_name else {}
         )

@@ -132,6 +132,23 @@ def test_a_deleted_block_awaiting_payment_is_marked_deleted(
     assert requests["/customers/{id}/credits"] == len(moved) + 1
 
 
+def test_selecting_invoices_also_loads_their_line_items(
+    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+) -> None:
+    """Both tables come from one listing with one cursor: a run that loaded invoices alone
+    would move the cursor past line items it never loaded."""
+    report = run_pipeline(pipeline=pipeline, resources=["invoices"])
+
+    loaded = {t.table: t.rows for t in report.tables}
+    lines = sum(len(inv["line_items"]) for inv in account.invoices.values())
+    assert loaded["invoice_line_items"] == lines > 0
+    assert "customers" not in loaded
+    with account.lock:
+        simulate_day(account, random.Random(5))
+    run_pipeline(pipeline=pipeline)
+    assert_mirror(pipeline, account)
+
+
 def owned(account: Account, table: str) -> list[dict[str, Any]]:
     """Live per-customer objects with their owner, creation time and state."""
     return [
