@@ -7,6 +7,12 @@ flattening: nested objects become `a__b` columns, arrays become child tables
 deeper arrays become JSON, and column types come from the declared schema (`schema.py`) or,
 for fields Orb adds later, from the values, the way dlt would infer them.
 
+Two ways build the same tables. `_Columnar` hands a whole batch to Arrow as one struct array
+and flattens it with Arrow's own kernels: no Python loop per value. `_Flattener` walks the
+rows in Python and inspects values one by one; a batch goes that way only when the columnar
+path cannot reproduce dlt exactly, such as when a value does not fit its column's type and
+must go to a variant column. Declared JSON columns are encoded before either path runs.
+
 dlt registers child tables of Arrow data as tables of their own rather than nested tables,
 so each is merged on `_dlt_root_id` alone (a merge on row key *or* root key is a slow OR join):
 a re-read parent replaces all its children. A root's row key is its Orb id, unique in its
@@ -55,16 +61,156 @@ LINK_COLUMNS: TTableSchemaColumns = {
 Row = dict[str, Any]
 
 
-def arrow_items(table: str, rows: Iterable[Mapping[str, Any]]) -> list[DataItemWithMeta]:
+def arrow_items(table: str, rows: list[Row]) -> list[DataItemWithMeta]:
     """One Arrow table per output table, each marked with that table's hints."""
-    tables = _Flattener(table).flatten(rows)
+    _encode_json(table, rows)
+    try:
+        tables = _Columnar(table).tables(rows)
+    except _Misfit:
+        tables = {
+            name: _to_arrow(flat, _declared(table, name))
+            for name, flat in _Flattener(table).flatten(rows).items()
+            if flat
+        }
     return [
-        dlt.mark.with_hints(
-            _to_arrow(name, rows, _declared(table, name)), _hints(table, name), True
-        )
-        for name, rows in tables.items()
-        if rows
+        dlt.mark.with_hints(arrow_table, _hints(table, name), True)
+        for name, arrow_table in tables.items()
     ]
+
+
+class _Misfit(Exception):
+    """A batch whose shape or types the columnar path does not handle exactly like dlt."""
+
+
+class _Columnar:
+    """The relational flattening done by Arrow in C++: the rows become one struct array,
+    nested objects become `a__b` columns and arrays child tables, without a Python loop per
+    value. Anything it cannot reproduce exactly, such as a value that does not fit its column,
+    raises `_Misfit` and the batch goes through `_Flattener`, which handles every case."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.tables_by_name: dict[str, pa.Table] = {}
+
+    def tables(self, rows: list[Row]) -> dict[str, pa.Table]:
+        array = _struct_array(rows)
+        keys = _cast(array.field("id"), pa.string())
+        self._table(self.root, array, {"_dlt_id": keys}, 0, keys)
+        return self.tables_by_name
+
+    def _table(
+        self,
+        table: str,
+        array: pa.StructArray,
+        links: dict[str, pa.Array],
+        depth: int,
+        root: pa.Array,
+    ) -> None:
+        columns = dict(links)
+        self._into(columns, array, "", table, depth, links["_dlt_id"], root)
+        self.tables_by_name[table] = _typed(columns, _declared(self.root, table))
+
+    def _into(
+        self,
+        columns: dict[str, pa.Array],
+        array: pa.StructArray,
+        prefix: str,
+        table: str,
+        depth: int,
+        key: pa.Array,
+        root: pa.Array,
+    ) -> None:
+        json_columns = _json_columns(self.root, table)
+        for field, values in zip(array.type, array.flatten(), strict=True):
+            name = prefix + field.name
+            nested = name not in json_columns
+            if pa.types.is_struct(field.type) and nested:
+                self._into(columns, values, name + "__", table, depth, key, root)
+            elif pa.types.is_list(field.type) and depth < MAX_NESTING and nested:
+                self._children(f"{table}__{name}", values, depth + 1, key, root)
+            elif pa.types.is_nested(field.type):
+                raise _Misfit
+            else:
+                columns[name] = values
+
+    def _children(
+        self, table: str, lists: pa.ListArray, depth: int, parent: pa.Array, root: pa.Array
+    ) -> None:
+        items = lists.flatten()
+        if not len(items):
+            return
+        owners = pc.list_parent_indices(lists)
+        starts = lists.offsets.cast(pa.int64()).take(owners)
+        first = lists.offsets[0].as_py()
+        index = pc.subtract(pa.array(range(first, first + len(items)), pa.int64()), starts)
+        parents = parent.take(owners)
+        roots = root.take(owners)
+        suffix = "." + table.rsplit("__", 1)[-1]
+        links = {
+            "_dlt_parent_id": parents,
+            "_dlt_root_id": roots,
+            "_dlt_list_idx": index,
+            "_dlt_id": pc.binary_join_element_wise(parents, suffix, index.cast(pa.string()), ""),
+        }
+        if pa.types.is_struct(items.type) and items.null_count == 0:
+            self._table(table, items, links, depth, roots)
+        elif pa.types.is_nested(items.type):
+            raise _Misfit
+        else:
+            self.tables_by_name[table] = _typed(
+                {**links, "value": items}, _declared(self.root, table)
+            )
+
+
+def _struct_array(rows: list[Row]) -> pa.StructArray:
+    """The rows as one struct array, field types inferred by Arrow over every value."""
+    try:
+        return pa.array(rows)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        raise _Misfit from None
+
+
+def _typed(columns: Mapping[str, pa.Array], declared: TTableSchemaColumns) -> pa.Table:
+    """Columns cast to their declared types, or typed the way `_build` types them."""
+    fields, arrays = [], []
+    for name, values in columns.items():
+        hint = declared.get(name)
+        if hint is None and values.null_count == len(values):
+            continue
+        target = ARROW_TYPES[str(hint.get("data_type"))] if hint else _inferred(values)
+        fields.append(pa.field(name, target))
+        arrays.append(_cast(values, target))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _inferred(values: pa.Array) -> pa.DataType:
+    kind = values.type
+    if pa.types.is_decimal(kind):
+        return DECIMAL
+    if kind in (pa.bool_(), pa.int64()):
+        return kind
+    if kind == pa.string():
+        return TIMESTAMP if _is_timestamp(values.drop_null()[0].as_py()) else kind
+    raise _Misfit
+
+
+CASTS = {
+    DECIMAL: (pa.types.is_string, pa.types.is_integer, pa.types.is_decimal),
+    TIMESTAMP: (pa.types.is_string, pa.types.is_timestamp),
+}
+"""The conversions `_build` also makes; any other mismatch is a change of type."""
+
+
+def _cast(values: pa.Array, target: pa.DataType) -> pa.Array:
+    kind = values.type
+    if kind == target:
+        return values
+    if kind != pa.null() and not any(check(kind) for check in CASTS.get(target, ())):
+        raise _Misfit
+    try:
+        return values.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise _Misfit from None
 
 
 class _Flattener:
@@ -115,23 +261,19 @@ class _Flattener:
             self.tables[table].append(row)
 
 
-def _to_arrow(table: str, rows: list[Row], declared: TTableSchemaColumns) -> pa.Table:
+def _to_arrow(rows: list[Row], declared: TTableSchemaColumns) -> pa.Table:
     """Rows to an Arrow table in C++; a batch whose values defy the sampled types (Orb changed
     a field's type) is converted again with every value inspected."""
-    encoded: set[str] = set()
     try:
-        return _build(rows, declared, encoded, careful=False)
+        return _build(rows, declared, careful=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-        return _build(rows, declared, encoded, careful=True)
+        return _build(rows, declared, careful=True)
 
 
-def _build(
-    rows: list[Row], declared: TTableSchemaColumns, encoded: set[str], careful: bool
-) -> pa.Table:
+def _build(rows: list[Row], declared: TTableSchemaColumns, careful: bool) -> pa.Table:
     """Fast: types from the schema or the first value, strings cast by Arrow. Careful: every
     value converted here, and one that does not fit its column goes to a `__v_text` variant
-    column next to it, as dlt's normalizer does. JSON columns are encoded in place once
-    (`encoded`), so the careful retry does not encode them twice."""
+    column next to it, as dlt's normalizer does."""
     staged, casts, variants = [], {}, []
     for name in _names(rows):
         hint = declared.get(name)
@@ -140,12 +282,8 @@ def _build(
             continue
         values = [row.get(name) for row in rows] if careful else [sample]
         target = ARROW_TYPES[str(hint.get("data_type"))] if hint else _infer(values)
-        if hint and hint.get("data_type") == "json":
-            if name not in encoded:
-                _encode_text(rows, name, as_json=True)
-                encoded.add(name)
-        elif target == pa.string() and careful:
-            _encode_text(rows, name, as_json=False)
+        if target == pa.string() and careful:
+            _stringify(rows, name)
         elif careful and _coerce(rows, name, target):
             variants.append(pa.field(f"{name}__v_text", pa.string()))
         elif not careful and isinstance(sample, str) and target in (DECIMAL, TIMESTAMP):
@@ -212,25 +350,80 @@ def _infer(values: list[Any]) -> pa.DataType:
     return pa.string()
 
 
-def _encode_text(rows: list[Row], name: str, as_json: bool) -> None:
-    """JSON columns and values of other types in a text column become strings, in place.
+def _stringify(rows: list[Row], name: str) -> None:
+    """Values of other types in a text column become strings, in place."""
+    for row in rows:
+        value = row.get(name)
+        if value is not None and not isinstance(value, str):
+            row[name] = _text(value, as_json=False)
+
+
+def _encode_json(root: str, rows: list[Row]) -> None:
+    """Every declared JSON column, at any depth, becomes its JSON text in place, before either
+    flattening path sees the rows.
 
     Line items embed their whole price; a listing repeats a few prices thousands of times,
     so each price is encoded once per batch. A price's only mutable field is its metadata,
     which is part of the key.
     """
     encoded: dict[tuple[str, str], str] = {}
-    for row in rows:
-        value = row.get(name)
-        if value is None or not (as_json or not isinstance(value, str)):
-            continue
-        if isinstance(value, dict) and "id" in value and "metadata" in value:
-            key = (str(value["id"]), repr(value["metadata"]))
-            if key not in encoded:
-                encoded[key] = _text(value, as_json)
-            row[name] = encoded[key]
-        else:
-            row[name] = _text(value, as_json)
+    for hops, paths in _json_fields(root):
+        objects = _reached(rows, hops)
+        for *parents, leaf in paths:
+            for obj in objects:
+                owner: Any = obj
+                for part in parents:
+                    owner = owner.get(part)
+                    if type(owner) is not dict:
+                        break
+                else:
+                    value = owner.get(leaf)
+                    if value is not None:
+                        owner[leaf] = _json_text(value, encoded)
+
+
+def _json_text(value: Any, encoded: dict[tuple[str, str], str]) -> str:
+    if isinstance(value, dict) and "id" in value and "metadata" in value:
+        key = (str(value["id"]), repr(value["metadata"]))
+        if key not in encoded:
+            encoded[key] = _text(value, as_json=True)
+        return encoded[key]
+    return _text(value, as_json=True)
+
+
+def _reached(rows: list[Row], hops: tuple[str, ...]) -> list[Row]:
+    """The objects of a nested table: the rows' arrays along `hops`, each a flattened name."""
+    objects = rows
+    for hop in hops:
+        objects = [
+            item
+            for obj in objects
+            for item in _at(obj, hop.split("__")) or ()
+            if type(item) is dict
+        ]
+    return objects
+
+
+def _at(obj: Mapping[str, Any], path: list[str]) -> Any:
+    value: Any = obj
+    for part in path:
+        if type(value) is not dict:
+            return None
+        value = value.get(part)
+    return value if type(value) is list else None
+
+
+@cache
+def _json_fields(root: str) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], ...]:
+    """Per table (the array hops that reach its objects), the paths inside those objects of
+    its declared JSON columns."""
+    shape = SHAPES[root]
+    tables = [((), shape), *shape.nested.items()]
+    return tuple(
+        (hops, tuple(tuple(name.split("__")) for name in table.json))
+        for hops, table in tables
+        if table.json
+    )
 
 
 def _text(value: Any, as_json: bool) -> str:

@@ -7,7 +7,6 @@ plain dicts. Money arrives as decimal strings or JSON numbers; JSON numbers are 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -21,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import msgspec
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -196,10 +196,14 @@ class RequestStats:
         )
 
 
+_JSON = msgspec.json.Decoder(float_hook=Decimal)
+"""Decimal for every JSON number with a fraction or exponent, straight from its text."""
+
+
 def _parse_json(content: bytes, path: str) -> Any:
     try:
-        return json.loads(content, parse_float=Decimal)
-    except ValueError as exc:
+        return _JSON.decode(content)
+    except msgspec.DecodeError as exc:
         raise OrbMalformedResponse(f"Orb returned malformed JSON on {path}: {exc}") from None
 
 

@@ -211,7 +211,7 @@ def fewer_gc_pauses() -> Iterator[None]:
     (benchmarks/RESULTS.md). Objects alive at the start are frozen out of its scans."""
     thresholds = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(300_000, 50, 100)
     try:
         yield
     finally:

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dlt
+import pyarrow as pa
 import pytest
 
+from orb_source.arrow import (
+    _Columnar,
+    _declared,
+    _encode_json,
+    _Flattener,
+    _Misfit,
+    _to_arrow,
+    arrow_items,
+)
+from orb_source.catalog import ALL_INVOICE_STATUSES
+from orb_source.client import OrbClient
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from orb_source.source import ARROW_TABLES
+from orb_source.transform import split_children, to_rows, without_field
 from tests.warehouse import assert_mirror, query
 
 
@@ -78,3 +94,80 @@ def test_same_rows_after_a_day_of_changes(
     for table in arrow_family(arrow):
         assert contents(arrow, table) == contents(dicts, table), table
     assert_mirror(arrow, account)
+
+
+def sandbox_rows(server: SandboxServer, table: str) -> list[dict[str, Any]]:
+    """One table's rows shaped as the source shapes them, read over HTTP from the sandbox."""
+    synced_at = datetime.now(UTC)
+    with OrbClient(server.api_key, server.base_url) as client:
+        if table == "credit_ledger_entries":
+            customers = [c["id"] for page in client.paginate("/customers") for c in page]
+            return [
+                row
+                for customer in customers
+                for page in client.paginate(f"/customers/{customer}/credits/ledger")
+                for row in to_rows(page, {"customer": "customer_id"}, synced_at, customer)
+            ]
+        invoices = [
+            row
+            for page in client.paginate("/invoices", {"status[]": ALL_INVOICE_STATUSES})
+            for row in to_rows(page, {"customer": "customer_id"}, synced_at)
+        ]
+    if table == "invoices":
+        return without_field(invoices, "line_items")
+    return split_children(invoices, "line_items", "invoice_id", synced_at)
+
+
+def by_row_and_by_column(root: str, rows: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """The tables built by the columnar path and by the row-by-row flattener, same input."""
+    _encode_json(root, rows)
+    columnar = _Columnar(root).tables(copy.deepcopy(rows))
+    flat = _Flattener(root).flatten(copy.deepcopy(rows))
+    by_row = {name: _to_arrow(part, _declared(root, name)) for name, part in flat.items() if part}
+    return columnar, by_row
+
+
+def sorted_columns(table: pa.Table) -> pa.Table:
+    return table.select(sorted(table.column_names))
+
+
+@pytest.mark.parametrize(
+    ("root", "tables"), [("invoices", 3), ("invoice_line_items", 5), ("credit_ledger_entries", 1)]
+)
+def test_columnar_path_builds_what_the_flattener_builds(
+    sandbox: SandboxServer, root: str, tables: int
+) -> None:
+    rows = sandbox_rows(sandbox, root)
+    columnar, by_row = by_row_and_by_column(root, rows)
+    assert sorted(columnar) == sorted(by_row)
+    assert len(columnar) == tables
+    assert columnar[root].num_rows == len(rows)
+    for name, table in by_row.items():
+        assert sorted_columns(columnar[name]).equals(sorted_columns(table)), name
+
+
+def test_a_new_nested_field_is_flattened_and_typed_like_dlt(sandbox: SandboxServer) -> None:
+    rows = sandbox_rows(sandbox, "invoice_line_items")
+    rows[3]["usage_detail"] = {"meter": "api_calls", "rate": Decimal("0.0025"), "units": 7}
+    columnar, by_row = by_row_and_by_column("invoice_line_items", rows)
+    line_items = columnar["invoice_line_items"]
+    assert line_items.schema.field("usage_detail__rate").type == pa.decimal128(38, 9)
+    assert line_items.schema.field("usage_detail__units").type == pa.int64()
+    assert line_items["usage_detail__rate"][3].as_py() == Decimal("0.0025")
+    for name, table in by_row.items():
+        assert sorted_columns(columnar[name]).equals(sorted_columns(table)), name
+
+
+def test_a_value_that_does_not_fit_its_column_goes_row_by_row(sandbox: SandboxServer) -> None:
+    rows = sandbox_rows(sandbox, "invoice_line_items")
+    rows[5]["quantity"] = "several"
+    _encode_json("invoice_line_items", rows)
+    with pytest.raises(_Misfit):
+        _Columnar("invoice_line_items").tables(copy.deepcopy(rows))
+    items = {
+        item.meta.hints["table_name"]: item.data for item in arrow_items("invoice_line_items", rows)
+    }
+    line_items = items["invoice_line_items"]
+    assert line_items["quantity"][5].as_py() is None
+    assert line_items["quantity__v_text"][5].as_py() == "several"
+    assert line_items["quantity"][4].as_py() == Decimal(str(rows[4]["quantity"]))
