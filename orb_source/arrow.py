@@ -22,6 +22,7 @@ table and stable across runs; a child's is its parent's key plus its array and p
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -59,6 +60,22 @@ LINK_COLUMNS: TTableSchemaColumns = {
 }
 
 Row = dict[str, Any]
+
+
+class DeclaredHintsKept(logging.Filter):
+    """Drops dlt's notice that an Arrow table's column types differ from its declared hints
+    and that the hints were kept. Ours differ on purpose, since JSON columns travel as text and
+    are declared `json`, so dlt would repeat the notice for every batch of every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema" not in record.getMessage()
+
+
+def quiet_declared_hints() -> None:
+    """Install `DeclaredHintsKept` on dlt's logger, once."""
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, DeclaredHintsKept) for f in dlt_logger.filters):
+        dlt_logger.addFilter(DeclaredHintsKept())
 
 
 def arrow_items(table: str, rows: list[Row]) -> list[DataItemWithMeta]:

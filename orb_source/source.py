@@ -12,7 +12,7 @@ import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
-from .arrow import arrow_items
+from .arrow import arrow_items, quiet_declared_hints
 from .catalog import CATALOG, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats
 from .schema import (
@@ -105,6 +105,7 @@ def orb(
     )
     if arrow:
         dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
+        quiet_declared_hints()
     arrow_tables = ARROW_TABLES if arrow else frozenset()
     return [
         resource

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from collections import Counter
 from datetime import UTC, datetime
@@ -171,3 +172,32 @@ def test_a_value_that_does_not_fit_its_column_goes_row_by_row(sandbox: SandboxSe
     assert line_items["quantity"][5].as_py() is None
     assert line_items["quantity__v_text"][5].as_py() == "several"
     assert line_items["quantity"][4].as_py() == Decimal(str(rows[4]["quantity"]))
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_dlt_does_not_log_a_notice_per_arrow_table(
+    sandbox: SandboxServer, pipeline: dlt.Pipeline
+) -> None:
+    records = Records()
+    dlt_logger = logging.getLogger("dlt")
+    level = dlt_logger.level
+    dlt_logger.addHandler(records)
+    dlt_logger.setLevel(logging.INFO)
+    try:
+        report = run_pipeline(pipeline=pipeline, resources=["invoices", "credit_ledger_entries"])
+    finally:
+        dlt_logger.removeHandler(records)
+        dlt_logger.setLevel(level)
+    assert {"invoices", "invoice_line_items", "credit_ledger_entries"} <= {
+        t.table for t in report.tables if t.rows
+    }
+    assert any("directly imported without normalization" in m for m in records.messages)
+    assert not [m for m in records.messages if "merging arrow schema" in m]
