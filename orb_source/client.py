@@ -341,16 +341,23 @@ class OrbClient:
         bucket.acquire()
         with self._in_flight:
             self.stats.count(klass)
-            response = self._http.get(path, params=_encode_params(params))
-        return self._handle(response, path, bucket)
+            with self._http.stream("GET", path, params=_encode_params(params)) as response:
+                content = b"".join(response.iter_bytes())
+        return self._handle(response, content, path, bucket)
 
-    def _handle(self, response: httpx.Response, path: str, bucket: TokenBucket) -> Any:
+    def _handle(
+        self, response: httpx.Response, content: bytes, path: str, bucket: TokenBucket
+    ) -> Any:
+        """The parsed body, or the error it stands for. The body is read apart from the
+        response: httpx's response and its stream refer to each other, so a response lives
+        until Python's cyclic collector runs, and one that kept its body would hold a page
+        of megabytes that long."""
         status = response.status_code
         if status < 400:
             bucket.recover()
             self.clock.observe(response.headers.get("date"))
-            return _parse_json(response.content, path)
-        body = _error_body(response)
+            return _parse_json(content, path)
+        body = _error_body(content)
         if status in (401, 403):
             raise OrbAuthError(_auth_message(status, body))
         if status == 404:
@@ -396,10 +403,10 @@ def _encode_params(params: Params) -> httpx.QueryParams:
     return httpx.QueryParams(pairs)
 
 
-def _error_body(response: httpx.Response) -> dict[str, Any] | None:
+def _error_body(content: bytes) -> dict[str, Any] | None:
     try:
-        body = response.json()
-    except ValueError:
+        body = _JSON.decode(content)
+    except msgspec.DecodeError:
         return None
     return body if isinstance(body, dict) else None
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import random
+import tracemalloc
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,7 +13,8 @@ import dlt
 import duckdb
 import pytest
 
-from orb_source.catalog import TABLES
+from orb_source.catalog import ALL_INVOICE_STATUSES, TABLES
+from orb_source.client import OrbClient
 from orb_source.runner import run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account
 from orb_source.sandbox.mutations import add_customer
@@ -186,3 +190,28 @@ def test_dlt_config_is_honoured_when_orb_variables_are_unset(
             run_pipeline(pipeline=pipeline, resources=["plans"])
         assert server.stats.status_counts.get(401) == 1
     assert set(fetch_table(pipeline, "plans")) == set(account.objects("plans"))
+
+
+def test_a_listing_does_not_keep_the_bytes_of_its_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx's responses are freed by the cyclic collector only (a response and its stream
+    refer to each other), so a client that left each body on its response would hold every
+    page read since the collector last ran: memory growing with the account."""
+    account = generate_account(customers=80, seed=5, now=SANDBOX_NOW)
+    sizes = []
+    with (
+        serving(account, monkeypatch) as server,
+        OrbClient(server.api_key, server.base_url) as client,
+    ):
+        gc.collect()
+        gc.disable()
+        tracemalloc.start()
+        try:
+            for page in client.paginate("/invoices", {"status[]": ALL_INVOICE_STATUSES}):
+                sizes.append(len(json.dumps(page, default=str)))
+                del page
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            gc.enable()
+    assert len(sizes) >= 8
+    assert held < max(sizes)
