@@ -377,7 +377,9 @@ def _stringify(rows: list[Row], name: str) -> None:
 
 def _encode_json(root: str, rows: list[Row]) -> None:
     """Every declared JSON column, at any depth, becomes its JSON text in place, before either
-    flattening path sees the rows.
+    flattening path sees the rows. Nested objects are changed in the parsed page itself: only
+    values no sync strategy reads (metadata, prices, filters) change, and an existing key's
+    value is replaced, never a key added.
 
     Line items embed their whole price; a listing repeats a few prices thousands of times,
     so each price is encoded once per batch. A price's only mutable field is its metadata,
