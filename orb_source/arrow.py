@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.items import DataItemWithMeta
 
-from .schema import SHAPES, Shape, merge_disposition, table_columns
+from .schema import SHAPES, Shape, table_columns, write_disposition
 
 MAX_NESTING = 2
 """The source's `max_table_nesting`: arrays deeper than this are JSON."""
@@ -78,8 +78,9 @@ def quiet_declared_hints() -> None:
         dlt_logger.addFilter(DeclaredHintsKept())
 
 
-def arrow_items(table: str, rows: list[Row]) -> list[DataItemWithMeta]:
-    """One Arrow table per output table, each marked with that table's hints."""
+def arrow_items(table: str, rows: list[Row], first_load: bool = False) -> list[DataItemWithMeta]:
+    """One Arrow table per output table, each marked with that table's hints; on `table`'s
+    first load (see `write_disposition`) its child tables are appended too."""
     _encode_json(table, rows)
     try:
         tables = _Columnar(table).tables(rows)
@@ -90,7 +91,7 @@ def arrow_items(table: str, rows: list[Row]) -> list[DataItemWithMeta]:
             if flat
         }
     return [
-        dlt.mark.with_hints(arrow_table, _hints(table, name), True)
+        dlt.mark.with_hints(arrow_table, _hints(table, name, first_load), True)
         for name, arrow_table in tables.items()
     ]
 
@@ -484,18 +485,19 @@ def _declared(root: str, table: str) -> TTableSchemaColumns:
     return {**(shape.columns() if shape else {}), **LINK_COLUMNS}
 
 
-def _hints(root: str, table: str) -> Any:
+def _hints(root: str, table: str, first_load: bool) -> Any:
     """Root tables merge on Orb's id; child tables replace all children of a re-read root."""
     if table == root:
         return dlt.mark.make_hints(
             table_name=table,
             primary_key="id",
-            write_disposition=merge_disposition(table),
+            write_disposition=write_disposition(table, first_load),
             columns=table_columns(root),
         )
+    appended = write_disposition(root, first_load) == "append"
     return dlt.mark.make_hints(
         table_name=table,
         merge_key="_dlt_root_id",
-        write_disposition="merge",
+        write_disposition="append" if appended else "merge",
         columns=_declared(root, table),
     )

@@ -21,7 +21,7 @@ from typing import Any
 import dlt
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 
-from .catalog import TABLES, read_together
+from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
 from .schema import loaded_columns, schema_changes
 from .source import orb
@@ -151,6 +151,7 @@ def run_pipeline(
             start_date=start_date,
             stats=stats,
             schema_changes=drift,
+            first_load_tables=tables_to_create(pipeline),
             **source_options,
         )
         if resources:
@@ -202,6 +203,17 @@ def finish_pending(pipeline: dlt.Pipeline) -> None:
         pipeline.load()
         remove_replayed_rows(pipeline)
         sweep_deletions(pipeline)
+
+
+def tables_to_create(pipeline: dlt.Pipeline) -> frozenset[str]:
+    """The tables that may be appended on a first load (`schema.write_disposition`) which the
+    destination does not hold yet. Asked of the destination itself: a pipeline folder can be
+    new while the dataset is not, as with a scheduler that starts each run from scratch."""
+    with pipeline.destination_client() as client:
+        reflect = getattr(client, "get_storage_tables", None)
+        if reflect is None:
+            return frozenset()
+        return frozenset(table for table, columns in reflect(sorted(EMITTED_ONCE)) if not columns)
 
 
 @contextmanager

@@ -363,12 +363,17 @@ def table_columns(table: str) -> TTableSchemaColumns:
     return columns
 
 
-def merge_disposition(table: str) -> TWriteDispositionConfig:
+def write_disposition(table: str, first_load: bool = False) -> TWriteDispositionConfig:
     """Merge on `id`; without dlt's deduplication when the source already emits each object once
-    (on a large first load that window over the staged rows was most of the load step)."""
-    if table in EMITTED_ONCE:
-        return {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
-    return "merge"
+    (on a large first load that window over the staged rows was most of the load step).
+
+    Such a table's first load, into a table the destination does not hold yet, is an append:
+    a merge into an empty table would only copy every row through the staging dataset."""
+    if table not in EMITTED_ONCE:
+        return "merge"
+    if first_load:
+        return "append"
+    return {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
 
 
 def nested_hints(table: str) -> dict[str | tuple[str, ...], TResourceNestedHints]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,11 +17,11 @@ from .arrow import arrow_items, quiet_declared_hints
 from .catalog import CATALOG, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats
 from .schema import (
-    merge_disposition,
     mismatched_types,
     nested_hints,
     table_columns,
     unknown_kinds,
+    write_disposition,
 )
 from .strategies import (
     State,
@@ -47,7 +48,39 @@ READERS: dict[Sync, Callable[[SyncContext, Endpoint, State], Iterator[Page]]] = 
 }
 
 
-@dlt.source(name="orb", max_table_nesting=2)
+@dataclass(frozen=True)
+class Output:
+    """How rows reach dlt: which tables go as Arrow tables rather than dicts, and which are
+    loaded for the first time (appended, see `write_disposition`)."""
+
+    arrow_tables: frozenset[str] = frozenset()
+    first_loads: frozenset[str] = frozenset()
+
+    def hints(self, table: str) -> dict[str, Any]:
+        """Arrow tables carry their hints on each item; resource-wide columns would leak into
+        their child tables."""
+        disposition = write_disposition(table, table in self.first_loads)
+        if table in self.arrow_tables:
+            return {"write_disposition": disposition}
+        return {
+            "primary_key": "id",
+            "write_disposition": disposition,
+            "columns": table_columns(table),
+            "nested_hints": nested_hints(table),
+        }
+
+    def emit(self, table: str, rows: list[Row]) -> Iterator[Any]:
+        if not rows:
+            return
+        if table in self.arrow_tables:
+            yield from arrow_items(table, rows, table in self.first_loads)
+        else:
+            yield rows
+
+
+# `root_key`: dlt's nested tables keep `_dlt_root_id` even when a first load appends, so the
+# next run can merge into them.
+@dlt.source(name="orb", max_table_nesting=2, root_key=True)
 def orb(
     api_key: TSecretStrValue | None = dlt.secrets.value,
     base_url: str | None = dlt.config.value,
@@ -62,6 +95,7 @@ def orb(
     stats: RequestStats | None = None,
     schema_changes: set[str] | None = None,
     arrow: bool = True,
+    first_load_tables: Collection[str] = (),
 ) -> list[DltResource]:
     """Every Orb table of the contract, kept equal to the API's current state.
 
@@ -82,6 +116,8 @@ def orb(
         arrow: build the high-volume tables as Arrow tables (`arrow.py`) instead of passing
             dicts through dlt's normalizer: same tables, columns and types, about twice as
             fast end to end (benchmarks/RESULTS.md).
+        first_load_tables: tables the destination does not hold yet (`run_pipeline` finds
+            them); those whose objects reach the load once are appended instead of merged.
     """
     client = OrbClient(
         os.environ.get("ORB_API_KEY") or api_key or "",
@@ -106,11 +142,9 @@ def orb(
     if arrow:
         dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
         quiet_declared_hints()
-    arrow_tables = ARROW_TABLES if arrow else frozenset()
+    output = Output(ARROW_TABLES if arrow else frozenset(), frozenset(first_load_tables))
     return [
-        resource
-        for endpoint in CATALOG
-        for resource in endpoint_resources(ctx, endpoint, arrow_tables)
+        resource for endpoint in CATALOG for resource in endpoint_resources(ctx, endpoint, output)
     ]
 
 
@@ -120,67 +154,35 @@ def parse_start_date(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def endpoint_resources(
-    ctx: SyncContext, endpoint: Endpoint, arrow_tables: frozenset[str]
-) -> list[DltResource]:
+def endpoint_resources(ctx: SyncContext, endpoint: Endpoint, output: Output) -> list[DltResource]:
     """The table's resource, or a hidden page reader feeding a parent and a child table."""
     if endpoint.child_table is None:
-        rows = table_rows(ctx, endpoint, arrow_tables)
-        hints = table_hints(endpoint.table, arrow_tables)
+        rows = table_rows(ctx, endpoint, output)
+        hints = output.hints(endpoint.table)
         return [dlt.resource(rows, name=endpoint.table, parallelized=True, **hints)]
     array_field, child, link = endpoint.child_table
     pages = dlt.resource(
-        table_rows(ctx, endpoint, frozenset()),
+        table_rows(ctx, endpoint, Output()),
         name=f"{endpoint.table}_pages",
         selected=False,
         parallelized=True,
     )
 
     def parent_rows(rows: list[Row]) -> Iterator[Any]:
-        yield from emit(endpoint.table, without_field(rows, array_field), arrow_tables)
+        yield from output.emit(endpoint.table, without_field(rows, array_field))
 
     def child_rows(rows: list[Row]) -> Iterator[Any]:
-        children = split_children(rows, array_field, link, ctx.started_at)
-        yield from emit(child, children, arrow_tables)
+        yield from output.emit(child, split_children(rows, array_field, link, ctx.started_at))
 
     return [
         dlt.transformer(
-            parent_rows,
-            data_from=pages,
-            name=endpoint.table,
-            **table_hints(endpoint.table, arrow_tables),
+            parent_rows, data_from=pages, name=endpoint.table, **output.hints(endpoint.table)
         ),
-        dlt.transformer(
-            child_rows, data_from=pages, name=child, **table_hints(child, arrow_tables)
-        ),
+        dlt.transformer(child_rows, data_from=pages, name=child, **output.hints(child)),
     ]
 
 
-def table_hints(table: str, arrow_tables: frozenset[str]) -> dict[str, Any]:
-    """Arrow tables carry their hints on each item; resource-wide columns would leak into
-    their child tables."""
-    if table in arrow_tables:
-        return {"write_disposition": merge_disposition(table)}
-    return {
-        "primary_key": "id",
-        "write_disposition": merge_disposition(table),
-        "columns": table_columns(table),
-        "nested_hints": nested_hints(table),
-    }
-
-
-def emit(table: str, rows: list[Row], arrow_tables: frozenset[str]) -> Iterator[Any]:
-    if not rows:
-        return
-    if table in arrow_tables:
-        yield from arrow_items(table, rows)
-    else:
-        yield rows
-
-
-def table_rows(
-    ctx: SyncContext, endpoint: Endpoint, arrow_tables: frozenset[str]
-) -> Callable[[], Iterator[Any]]:
+def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable[[], Iterator[Any]]:
     """The generator behind one resource: its strategy's pages, shaped into rows."""
 
     def pages() -> Iterator[tuple[str | None, Page]]:
@@ -198,9 +200,9 @@ def table_rows(
             _warn_drift(endpoint.table, shaped, ctx.schema_changes)
             batch.extend(shaped)
             if len(batch) >= BATCH_ROWS:
-                yield from emit(endpoint.table, batch, arrow_tables)
+                yield from output.emit(endpoint.table, batch)
                 batch = []
-        yield from emit(endpoint.table, batch, arrow_tables)
+        yield from output.emit(endpoint.table, batch)
 
     return rows
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import pytest
 
-from orb_source.catalog import TABLES
-from orb_source.runner import run_pipeline
+from orb_source.catalog import EMITTED_ONCE, TABLES
+from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
-from tests.warehouse import assert_mirror, fetch_table
+from tests.warehouse import assert_mirror, fetch_table, query
 
 VOLATILE = {"synced_at", "_dlt_load_id", "_dlt_id"}
 
@@ -64,6 +65,70 @@ def test_a_new_destination_file_gets_a_full_sync_not_an_incremental_one(
     loaded = {summary.table: summary.rows for summary in report.tables}
     assert loaded["invoices"] == len(account.objects("invoices"))
     assert "syncing from scratch" not in " ".join(report.schema_changes)
+
+
+def dispositions(pipeline: dlt.Pipeline, tables: frozenset[str]) -> dict[str, str]:
+    """Each table's write disposition in the last load, as dlt stored it in the schema."""
+    schema = pipeline.default_schema.tables
+    return {table: str(schema[table].get("write_disposition")) for table in sorted(tables)}
+
+
+def staged_tables(pipeline: dlt.Pipeline) -> set[str]:
+    rows = query(
+        pipeline,
+        "SELECT table_name FROM information_schema.tables"
+        f" WHERE table_schema = '{pipeline.dataset_name}_staging'",
+    )
+    return {table for (table,) in rows}
+
+
+def invoice_family(pipeline: dlt.Pipeline) -> list[str]:
+    return [
+        table
+        for table in pipeline.default_schema.data_table_names(seen_data_only=True)
+        if table.split("__")[0] in ("invoices", "invoice_line_items")
+    ]
+
+
+@pytest.mark.parametrize("arrow", [True, False], ids=["arrow", "dicts"])
+def test_a_first_load_appends_and_every_later_run_merges(
+    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline, arrow: bool
+) -> None:
+    run_pipeline(pipeline=pipeline, arrow=arrow)
+
+    assert dispositions(pipeline, EMITTED_ONCE) == dict.fromkeys(sorted(EMITTED_ONCE), "append")
+    assert dispositions(pipeline, frozenset({"customers"})) == {"customers": "merge"}
+    assert not staged_tables(pipeline) & set(invoice_family(pipeline))
+    assert_mirror(pipeline, account)
+
+    with account.lock:
+        changes = simulate_day(account, random.Random(11))
+    assert any("line item" in change for change in changes)
+    run_pipeline(pipeline=pipeline, arrow=arrow)
+
+    assert dispositions(pipeline, EMITTED_ONCE) == dict.fromkeys(sorted(EMITTED_ONCE), "merge")
+    assert_mirror(pipeline, account)
+    nested = [table for table in invoice_family(pipeline) if "__" in table]
+    assert len(nested) >= 4
+    for table in nested:
+        [(orphans,)] = query(
+            pipeline, f"SELECT count(*) FROM {{{table}}} WHERE _dlt_root_id IS NULL"
+        )
+        assert orphans == 0, table
+
+
+def test_a_new_pipeline_folder_merges_into_the_tables_it_finds(
+    sandbox: SandboxServer, account: Account, tmp_path: Path
+) -> None:
+    """A scheduler that starts every run without the last run's pipeline folder must not append
+    a second copy of what the destination already holds."""
+    run_pipeline(pipeline=make_pipeline(pipelines_dir=str(tmp_path / "first")))
+    fresh = make_pipeline(pipelines_dir=str(tmp_path / "second"))
+
+    run_pipeline(pipeline=fresh)
+
+    assert dispositions(fresh, EMITTED_ONCE) == dict.fromkeys(sorted(EMITTED_ONCE), "merge")
+    assert_mirror(fresh, account)
 
 
 def test_an_incremental_run_reads_only_what_can_have_changed(
