@@ -1,8 +1,8 @@
 """HTTP client for Orb's REST API: auth, pagination, retries and a client-side rate budget.
 
 Everything that talks to the network lives here, so the sync strategies only see pages of
-plain dicts. Money arrives as decimal strings or JSON numbers; JSON numbers are parsed as
-`Decimal` so that no amount ever passes through a float.
+plain dicts. Money arrives as decimal strings or JSON numbers; bodies are decoded by `wire`,
+which parses JSON numbers as `Decimal` so that no amount ever passes through a float.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -27,6 +26,8 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
 )
+
+from . import wire
 
 logger = logging.getLogger(__name__)
 
@@ -196,13 +197,9 @@ class RequestStats:
         )
 
 
-_JSON = msgspec.json.Decoder(float_hook=Decimal)
-"""Decimal for every JSON number with a fraction or exponent, straight from its text."""
-
-
 def _parse_json(content: bytes, path: str) -> Any:
     try:
-        return _JSON.decode(content)
+        return wire.PAGE_DECODERS.get(path, wire.decode)(content)
     except msgspec.DecodeError as exc:
         raise OrbMalformedResponse(f"Orb returned malformed JSON on {path}: {exc}") from None
 
@@ -405,7 +402,7 @@ def _encode_params(params: Params) -> httpx.QueryParams:
 
 def _error_body(content: bytes) -> dict[str, Any] | None:
     try:
-        body = _JSON.decode(content)
+        body = wire.decode(content)
     except msgspec.DecodeError:
         return None
     return body if isinstance(body, dict) else None
