@@ -114,8 +114,8 @@ def orb(
         stats: counters the caller reads after the run (requests, retries, 429s).
         schema_changes: collects what changed in Orb's data (new kinds, changed types).
         arrow: build the high-volume tables as Arrow tables (`arrow.py`) instead of passing
-            dicts through dlt's normalizer: same tables, columns and types, about twice as
-            fast end to end (benchmarks/RESULTS.md).
+            dicts through dlt's normalizer: same tables, columns and types, more than three
+            times as fast end to end (benchmarks/RESULTS.md).
         first_load_tables: tables the destination does not hold yet (`run_pipeline` finds
             them); those whose objects reach the load once are appended instead of merged.
     """

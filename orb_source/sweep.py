@@ -55,8 +55,9 @@ def remove_replayed_rows(pipeline: dlt.Pipeline) -> None:
     """Undo the one way resuming a crashed load can duplicate rows.
 
     A copy job killed after its rows committed but before dlt recorded it runs again on
-    resume, so staging holds those rows twice, and dlt's merge inserts both copies (they share
-    a row key). The copies are identical, so keeping one of each is exact.
+    resume, so its rows land twice: in staging, where dlt's merge inserts both copies, or
+    straight in the table on a first load, which appends. The copies are identical (they share
+    a row key), so keeping one of each is exact.
     """
     with pipeline.sql_client() as sql:
         for table in pipeline.default_schema.data_table_names():

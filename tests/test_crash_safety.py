@@ -9,6 +9,8 @@ in `load/normalized/` and some of its jobs have completed.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import signal
@@ -22,7 +24,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from orb_source.runner import PIPELINE_NAME, make_pipeline
+from orb_source.runner import PIPELINE_NAME, make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account
 from tests.conftest import SANDBOX_NOW, serving
 from tests.warehouse import assert_mirror, query
@@ -230,3 +232,40 @@ def test_killed_during_load(
 
     rerun_and_check_mirror(tmp_path, crash_account)
     assert load_id in loaded_ids(tmp_path), "the crashed run's package was completed"
+
+
+def test_a_copy_job_run_again_after_its_rows_committed_leaves_no_duplicates(
+    crash_sandbox: SandboxServer,
+    crash_account: Account,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A run killed after DuckDB committed a job's rows but before dlt recorded the job: the
+    next run loads that job again. On a first load the job appends straight into the table,
+    so the rows are there twice until the run removes the copies.
+
+    The kill is reproduced exactly rather than timed: a completed package is put back where
+    dlt keeps unfinished ones, with one completed job marked not yet run."""
+    pipeline = make_pipeline()
+    run_pipeline(pipeline=pipeline)
+    [package] = packages("load/loaded")
+    [job] = (package / "completed_jobs").glob("invoice_line_items.*.parquet")
+    job.rename(package / "new_jobs" / job.name)
+    (package / "package_completed.json").unlink()
+    package.rename(pipeline_dir() / "load" / "normalized" / package.name)
+    schema = json.loads(
+        (pipeline_dir() / "load" / "normalized" / package.name / "schema.json").read_text()
+    )
+    assert schema["tables"]["invoice_line_items"]["write_disposition"] == "append"
+    line_items = len(crash_account.objects("invoice_line_items"))
+
+    with caplog.at_level(logging.WARNING, logger="orb_source.sweep"):
+        run_pipeline(pipeline=make_pipeline())
+
+    pipeline = make_pipeline()
+    assert not pipeline.has_pending_data
+    assert package.name in loaded_ids(tmp_path)
+    assert (
+        f"removing {line_items} replayed duplicate rows from invoice_line_items" in caplog.messages
+    )
+    assert_mirror(pipeline, crash_account)
