@@ -1,8 +1,9 @@
 """The Python API behind `orb-pipeline run`: one call that syncs Orb into a destination.
 
 Schedulers, notebooks and the CLI all go through `run_pipeline`, so a run always does the
-same things in the same order: refuse a concurrent run, finish what a crashed run left,
-check the key, extract, normalize, load, then sweep deletions.
+same things in the same order: refuse a concurrent run, take the state from the destination
+when the working folder is new, finish what a crashed run left, check the key, extract,
+normalize, load, then sweep deletions.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ def run_pipeline(
     pipeline = pipeline or make_pipeline(destination, dataset_name)
     with run_lock(pipeline), fewer_gc_pauses():
         check_destination(pipeline)
+        restore_state(pipeline)
         pipeline = forget_state_without_data(pipeline)
         finish_pending(pipeline)
         stats, drift = RequestStats(), set[str]()
@@ -180,6 +182,16 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigurationError(f"Cannot open the destination: {first_line}") from None
+
+
+def restore_state(pipeline: dlt.Pipeline) -> None:
+    """A scheduler may start every run in a new working folder (a GitHub Actions runner, a
+    fresh Airflow worker). Each load also stores the state and schema at the destination, so
+    a run with no local state takes them from there and stays incremental. A folder with state
+    or with a crashed run's package is left as it is: it is as new as the destination or newer."""
+    if pipeline.has_pending_data or pipeline.state.get("sources"):
+        return
+    pipeline.sync_destination()
 
 
 def forget_state_without_data(pipeline: dlt.Pipeline) -> dlt.Pipeline:

@@ -131,6 +131,22 @@ def test_a_new_pipeline_folder_merges_into_the_tables_it_finds(
     assert_mirror(fresh, account)
 
 
+def test_a_run_in_a_new_pipeline_folder_takes_its_state_from_the_destination(
+    sandbox: SandboxServer, account: Account, tmp_path: Path
+) -> None:
+    """A scheduler that runs each sync on a fresh machine still syncs incrementally."""
+    run_pipeline(pipeline=make_pipeline(pipelines_dir=str(tmp_path / "first")))
+    with account.lock:
+        simulate_day(account, random.Random(5))
+    fresh = make_pipeline(pipelines_dir=str(tmp_path / "second"))
+
+    report = run_pipeline(pipeline=fresh)
+
+    loaded = {summary.table: summary.rows for summary in report.tables}
+    assert 0 < loaded["invoices"] < len(account.objects("invoices")) / 2
+    assert_mirror(fresh, account)
+
+
 def test_an_incremental_run_reads_only_what_can_have_changed(
     sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
 ) -> None:
