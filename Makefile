@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test run bench lint clean
+.PHONY: demo test run bench lint clean postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,postgres]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,7 +20,7 @@ demo: $(STAMP)
 run: $(STAMP)
 	$(BIN)/orb-pipeline run
 
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/ruff check orb_source tests benchmarks pipelines notebooks
 	$(BIN)/ruff format --check orb_source tests benchmarks pipelines notebooks
 	$(BIN)/mypy
@@ -28,6 +28,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --results benchmarks/RESULTS.md
+
+# The tests start and stop a throwaway PostgreSQL server of their own (tests/postgres.py);
+# this only makes sure its binaries are installed, from Debian's packages.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache orb_billing.duckdb

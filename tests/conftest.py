@@ -17,6 +17,8 @@ from orb_source.sandbox import Account, SandboxServer, generate_account
 
 SANDBOX_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
+pytest_plugins = ["tests.postgres"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

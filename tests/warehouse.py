@@ -129,8 +129,10 @@ def same_value(api: Any, stored: Any) -> bool:
         return isinstance(api, str) and datetime.fromisoformat(api) == stored
     if isinstance(stored, Decimal):
         return Decimal(str(api)) == stored
-    if isinstance(stored, str) and isinstance(api, Mapping | list):
-        return bool(json.loads(stored) == json.loads(json.dumps(api, default=str)))
+    if isinstance(api, Mapping | list):
+        # DuckDB returns JSON columns as text, PostgreSQL's jsonb as parsed objects.
+        loaded = json.loads(stored) if isinstance(stored, str) else stored
+        return bool(loaded == json.loads(json.dumps(api, default=str)))
     return bool(api == stored)
 
 
