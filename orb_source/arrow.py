@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.items import DataItemWithMeta
 
+from .lakehouse import open_table_format
 from .schema import SHAPES, Shape, table_columns, write_disposition
 
 MAX_NESTING = 2
@@ -78,7 +79,9 @@ def quiet_declared_hints() -> None:
         dlt_logger.addFilter(DeclaredHintsKept())
 
 
-def arrow_items(table: str, rows: list[Row], first_load: bool = False) -> list[DataItemWithMeta]:
+def arrow_items(
+    table: str, rows: list[Row], first_load: bool = False, table_format: str | None = None
+) -> list[DataItemWithMeta]:
     """One Arrow table per output table, each marked with that table's hints; on `table`'s
     first load (see `write_disposition`) its child tables are appended too."""
     _encode_json(table, rows)
@@ -91,7 +94,7 @@ def arrow_items(table: str, rows: list[Row], first_load: bool = False) -> list[D
             if flat
         }
     return [
-        dlt.mark.with_hints(arrow_table, _hints(table, name, first_load), True)
+        dlt.mark.with_hints(arrow_table, _hints(table, name, first_load, table_format), True)
         for name, arrow_table in tables.items()
     ]
 
@@ -485,19 +488,33 @@ def _declared(root: str, table: str) -> TTableSchemaColumns:
     return {**(shape.columns() if shape else {}), **LINK_COLUMNS}
 
 
-def _hints(root: str, table: str, first_load: bool) -> Any:
-    """Root tables merge on Orb's id; child tables replace all children of a re-read root."""
+def _hints(root: str, table: str, first_load: bool, table_format: str | None) -> Any:
+    """Root tables merge on Orb's id; child tables replace all children of a re-read root.
+
+    Delta and Iceberg upsert each table on its own key (a child's `_dlt_id`, stable across
+    runs); children a re-read root no longer has are removed by the sweep, as for dlt's nested
+    tables there (`lakehouse.py`)."""
+    disposition = write_disposition(root, first_load, table_format)
+    open_format = open_table_format(table_format)
     if table == root:
         return dlt.mark.make_hints(
             table_name=table,
             primary_key="id",
-            write_disposition=write_disposition(table, first_load),
+            write_disposition=disposition,
             columns=table_columns(root),
+            table_format=open_format,
         )
-    appended = write_disposition(root, first_load) == "append"
+    if open_format:
+        return dlt.mark.make_hints(
+            table_name=table,
+            primary_key="_dlt_id",
+            write_disposition=disposition,
+            columns=_declared(root, table),
+            table_format=open_format,
+        )
     return dlt.mark.make_hints(
         table_name=table,
         merge_key="_dlt_root_id",
-        write_disposition="append" if appended else "merge",
+        write_disposition="append" if disposition == "append" else "merge",
         columns=_declared(root, table),
     )

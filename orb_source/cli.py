@@ -18,7 +18,8 @@ from contextlib import contextmanager
 
 from .catalog import TABLES
 from .client import OrbAuthError, OrbError
-from .runner import ConfigurationError, PipelineBusy, RunReport, run_pipeline
+from .lakehouse import TABLE_FORMATS
+from .runner import ConfigurationError, DeletionsNotMarked, PipelineBusy, RunReport, run_pipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -85,6 +86,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start-date", default=None, help="YYYY-MM-DD; history before it is skipped on first load"
     )
+    parser.add_argument(
+        "--table-format",
+        default=None,
+        help=f"filesystem destination: {', '.join(TABLE_FORMATS)} (default {TABLE_FORMATS[0]});"
+        " delta and iceberg tables merge, parquet is append-only",
+    )
 
 
 def _table_list(value: str) -> list[str]:
@@ -99,6 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         dataset_name=args.dataset_name,
         full_refresh=args.full_refresh,
         start_date=args.start_date,
+        table_format=args.table_format,
     )
     _print_report(report, time.monotonic() - started)
     return EXIT_OK
@@ -167,6 +175,9 @@ def _report_failure(exc: BaseException) -> int:
     if isinstance(cause, PipelineBusy):
         _fail(str(cause))
         return EXIT_FAILED
+    if isinstance(cause, DeletionsNotMarked):
+        _fail(f"Run failed: {cause}\nThe next run marks deletions again.")
+        return EXIT_FAILED
     _fail(f"Run failed: {cause}\nNothing was half-committed; the next run repairs it.")
     return EXIT_FAILED
 
@@ -180,7 +191,7 @@ def _root_cause(exc: BaseException) -> BaseException:
             break
         seen.append(inner)
     for candidate in seen:
-        if isinstance(candidate, OrbError | ConfigurationError | PipelineBusy):
+        if isinstance(candidate, OrbError | ConfigurationError | PipelineBusy | DeletionsNotMarked):
             return candidate
     return seen[-1]
 

@@ -24,6 +24,7 @@ from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 
 from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
+from .lakehouse import TABLE_FORMATS, announce, filesystem_destination
 from .schema import loaded_columns, schema_changes
 from .source import orb
 from .sweep import remove_replayed_rows, sweep_deletions
@@ -40,6 +41,10 @@ class ConfigurationError(Exception):
 
 class PipelineBusy(Exception):
     """Another run of the same pipeline holds the lock."""
+
+
+class DeletionsNotMarked(Exception):
+    """The load committed its rows and cursors, then the deletion sweep failed."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +86,12 @@ def make_pipeline(
     dataset_name: str = DEFAULT_DATASET,
     pipelines_dir: str | None = None,
 ) -> dlt.Pipeline:
-    """The `orb_billing` pipeline; DuckDB writes `orb_billing.duckdb` in the working directory."""
+    """The `orb_billing` pipeline; DuckDB writes `orb_billing.duckdb` in the working directory,
+    the filesystem destination `orb_billing_lake/` unless its `bucket_url` is set."""
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         pipelines_dir=pipelines_dir or get_dlt_pipelines_dir(),
-        destination=destination,
+        destination=filesystem_destination() if destination == "filesystem" else destination,
         dataset_name=dataset_name,
     )
 
@@ -103,6 +109,23 @@ def validate_options(resources: Sequence[str] | None, start_date: str | None) ->
             raise ConfigurationError(
                 f"--start-date must be YYYY-MM-DD, got {start_date!r}."
             ) from None
+
+
+def resolve_table_format(destination: str, table_format: str | None) -> str | None:
+    """The filesystem destination's table format, `delta` unless told otherwise."""
+    if destination != "filesystem":
+        if table_format is not None:
+            raise ConfigurationError(
+                f"--table-format applies to the filesystem destination, not {destination}."
+            )
+        return None
+    if table_format is None:
+        return TABLE_FORMATS[0]
+    if table_format not in TABLE_FORMATS:
+        raise ConfigurationError(
+            f"--table-format must be one of {', '.join(TABLE_FORMATS)}, got {table_format!r}."
+        )
+    return table_format
 
 
 def check_connection(
@@ -132,10 +155,18 @@ def run_pipeline(
     full_refresh: bool = False,
     start_date: str | None = None,
     pipeline: dlt.Pipeline | None = None,
+    table_format: str | None = None,
     **source_options: Any,
 ) -> RunReport:
-    """Sync Orb into the destination; incremental unless `full_refresh`."""
+    """Sync Orb into the destination; incremental unless `full_refresh`. `table_format`:
+    `delta` (default), `iceberg` or `parquet` on the filesystem destination (`lakehouse.py`)."""
     validate_options(resources, start_date)
+    table_format = resolve_table_format(
+        pipeline.destination.destination_name if pipeline and pipeline.destination else destination,
+        table_format,
+    )
+    if table_format:
+        announce(table_format)
     check_connection(
         *orb_credentials(),
         max_attempts=source_options.get("max_attempts", 8),
@@ -153,7 +184,8 @@ def run_pipeline(
             start_date=start_date,
             stats=stats,
             schema_changes=drift,
-            first_load_tables=tables_to_create(pipeline),
+            first_load_tables=() if table_format else tables_to_create(pipeline),
+            table_format=table_format,
             **source_options,
         )
         if resources:
@@ -169,7 +201,7 @@ def run_pipeline(
         for change in changes:
             logger.warning("schema %s", change)
         load_info = pipeline.load()
-        sweep_deletions(pipeline)
+        sweep_after_load(pipeline)
     summaries = _table_summaries(extract_info, normalize_info.row_counts)
     return RunReport(load_info, summaries, sorted(drift) + changes, stats)
 
@@ -214,7 +246,18 @@ def finish_pending(pipeline: dlt.Pipeline) -> None:
         pipeline.normalize()
         pipeline.load()
         remove_replayed_rows(pipeline)
+        sweep_after_load(pipeline)
+
+
+def sweep_after_load(pipeline: dlt.Pipeline) -> None:
+    """Mark deletions; a failure here comes after the data and cursors were committed, which
+    the error must say (the sweep reads only the destination, so the next run sweeps again)."""
+    try:
         sweep_deletions(pipeline)
+    except Exception as exc:
+        raise DeletionsNotMarked(
+            f"the data is loaded, but marking deletions failed: {exc}"
+        ) from exc
 
 
 def tables_to_create(pipeline: dlt.Pipeline) -> frozenset[str]:
@@ -263,9 +306,10 @@ def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
 
 
 def _file_format(pipeline: dlt.Pipeline) -> Any:
-    """Parquet for DuckDB: dlt's default insert path is 50-90x slower there."""
+    """Parquet for DuckDB: dlt's default insert path is 50-90x slower there. Parquet for the
+    filesystem destination: its default, JSON lines, would store money as text."""
     name = pipeline.destination.destination_name if pipeline.destination else ""
-    return "parquet" if name in ("duckdb", "motherduck") else None
+    return "parquet" if name in ("duckdb", "motherduck", "filesystem") else None
 
 
 def _table_summaries(extract_info: Any, row_counts: dict[str, int]) -> list[TableSummary]:

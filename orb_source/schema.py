@@ -23,6 +23,7 @@ from dlt.common.schema.typing import (
 from dlt.extract.hints import TResourceNestedHints
 
 from .catalog import EMITTED_ONCE
+from .lakehouse import MERGING_FORMATS
 
 MONEY: TColumnSchema = {"data_type": "decimal", "precision": 38, "scale": 9, "nullable": True}
 TIMESTAMP: TColumnSchema = {"data_type": "timestamp", "timezone": True, "nullable": True}
@@ -363,12 +364,22 @@ def table_columns(table: str) -> TTableSchemaColumns:
     return columns
 
 
-def write_disposition(table: str, first_load: bool = False) -> TWriteDispositionConfig:
+def write_disposition(
+    table: str, first_load: bool = False, table_format: str | None = None
+) -> TWriteDispositionConfig:
     """Merge on `id`; without dlt's deduplication when the source already emits each object once
     (on a large first load that window over the staged rows was most of the load step).
 
     Such a table's first load, into a table the destination does not hold yet, is an append:
-    a merge into an empty table would only copy every row through the staging dataset."""
+    a merge into an empty table would only copy every row through the staging dataset.
+
+    Delta and Iceberg tables merge by upsert, the one strategy both formats offer (the source
+    emits each object once per run for them, see `source.Output`); plain Parquet files cannot
+    be merged and are appended."""
+    if table_format == "parquet":
+        return "append"
+    if table_format in MERGING_FORMATS:
+        return {"disposition": "merge", "strategy": "upsert"}
     if table not in EMITTED_ONCE:
         return "merge"
     if first_load:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,8 +14,9 @@ from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
 from .arrow import arrow_items, quiet_declared_hints
-from .catalog import CATALOG, Endpoint, Scope, Sync
+from .catalog import CATALOG, EMITTED_ONCE, TABLES, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats
+from .lakehouse import MERGING_FORMATS, open_table_format, propagate_load_id
 from .schema import (
     mismatched_types,
     nested_hints,
@@ -50,32 +51,56 @@ READERS: dict[Sync, Callable[[SyncContext, Endpoint, State], Iterator[Page]]] = 
 
 @dataclass(frozen=True)
 class Output:
-    """How rows reach dlt: which tables go as Arrow tables rather than dicts, and which are
-    loaded for the first time (appended, see `write_disposition`)."""
+    """How rows reach dlt: which tables go as Arrow tables rather than dicts, which are
+    loaded for the first time (appended, see `write_disposition`), and in which table format
+    (`lakehouse.py`) on the filesystem destination."""
 
     arrow_tables: frozenset[str] = frozenset()
     first_loads: frozenset[str] = frozenset()
+    table_format: str | None = None
+    emitted: dict[str, set[str]] = field(default_factory=dict)
+    """Ids emitted so far this run, for the tables whose merge needs each object once."""
+
+    def __post_init__(self) -> None:
+        # An upsert of two copies of one object fails (Delta) or stores both (a new table).
+        # Lifecycle reads already emit each object once; the other tables are deduplicated here.
+        if self.table_format in MERGING_FORMATS:
+            self.emitted.update({table: set() for table in TABLES if table not in EMITTED_ONCE})
 
     def hints(self, table: str) -> dict[str, Any]:
         """Arrow tables carry their hints on each item; resource-wide columns would leak into
         their child tables."""
-        disposition = write_disposition(table, table in self.first_loads)
+        disposition = write_disposition(table, table in self.first_loads, self.table_format)
+        table_format = open_table_format(self.table_format)
         if table in self.arrow_tables:
-            return {"write_disposition": disposition}
+            return {"write_disposition": disposition, "table_format": table_format}
         return {
             "primary_key": "id",
             "write_disposition": disposition,
             "columns": table_columns(table),
             "nested_hints": nested_hints(table),
+            "table_format": table_format,
         }
 
     def emit(self, table: str, rows: list[Row]) -> Iterator[Any]:
+        if table in self.emitted:
+            rows = _first_copies(rows, self.emitted[table])
         if not rows:
             return
         if table in self.arrow_tables:
-            yield from arrow_items(table, rows, table in self.first_loads)
+            yield from arrow_items(table, rows, table in self.first_loads, self.table_format)
         else:
             yield rows
+
+
+def _first_copies(rows: list[Row], seen: set[str]) -> list[Row]:
+    """The rows whose ids were not emitted before; `seen` remembers them."""
+    fresh = []
+    for row in rows:
+        if row["id"] not in seen:
+            seen.add(row["id"])
+            fresh.append(row)
+    return fresh
 
 
 # `root_key`: dlt's nested tables keep `_dlt_root_id` even when a first load appends, so the
@@ -96,6 +121,7 @@ def orb(
     schema_changes: set[str] | None = None,
     arrow: bool = True,
     first_load_tables: Collection[str] = (),
+    table_format: str | None = None,
 ) -> list[DltResource]:
     """Every Orb table of the contract, kept equal to the API's current state.
 
@@ -118,6 +144,8 @@ def orb(
             times as fast end to end (benchmarks/RESULTS.md).
         first_load_tables: tables the destination does not hold yet (`run_pipeline` finds
             them); those whose objects reach the load once are appended instead of merged.
+        table_format: `delta`, `iceberg` or `parquet` on the filesystem destination
+            (`lakehouse.py`): Delta and Iceberg tables are merged by upsert, Parquet appended.
     """
     client = OrbClient(
         os.environ.get("ORB_API_KEY") or api_key or "",
@@ -142,7 +170,11 @@ def orb(
     if arrow:
         dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
         quiet_declared_hints()
-    output = Output(ARROW_TABLES if arrow else frozenset(), frozenset(first_load_tables))
+    if table_format in MERGING_FORMATS:
+        propagate_load_id(dlt.current.source_schema())
+    output = Output(
+        ARROW_TABLES if arrow else frozenset(), frozenset(first_load_tables), table_format
+    )
     return [
         resource for endpoint in CATALOG for resource in endpoint_resources(ctx, endpoint, output)
     ]

@@ -23,6 +23,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
 from .catalog import CATALOG, CHILD_TABLES, Scope
+from .lakehouse import is_filesystem, sweep_open_tables
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ CUSTOMER_CHILDREN: tuple[str, ...] = tuple(
 def sweep_deletions(pipeline: dlt.Pipeline) -> None:
     """Apply every deletion rule to the pipeline's destination."""
     listings = pipeline.state.get("sources", {}).get("orb", {}).get("listings", {})
+    if is_filesystem(pipeline):
+        sweep_open_tables(pipeline, listings)
+        return
     with pipeline.sql_client() as sql:
         for table, entry in _with_child_listings(listings).items():
             for listing in entry.values():
@@ -57,8 +61,11 @@ def remove_replayed_rows(pipeline: dlt.Pipeline) -> None:
     A copy job killed after its rows committed but before dlt recorded it runs again on
     resume, so its rows land twice: in staging, where dlt's merge inserts both copies, or
     straight in the table on a first load, which appends. The copies are identical (they share
-    a row key), so keeping one of each is exact.
+    a row key), so keeping one of each is exact. On the filesystem destination a replayed job
+    rewrites the same file or upserts the same keys: there is nothing to remove.
     """
+    if is_filesystem(pipeline):
+        return
     with pipeline.sql_client() as sql:
         for table in pipeline.default_schema.data_table_names():
             name = sql.make_qualified_table_name(table)

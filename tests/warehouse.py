@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,22 +29,37 @@ def query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
 
 def fetch_table(pipeline: dlt.Pipeline, table: str) -> dict[str, dict[str, Any]]:
     """Rows by id; fails if an id appears twice."""
+    return by_id(table, fetch_rows(pipeline, table))
+
+
+def fetch_rows(pipeline: dlt.Pipeline, table: str) -> list[dict[str, Any]]:
     with pipeline.sql_client() as sql:
         name = sql.make_qualified_table_name(table)
         with sql.execute_query(f"SELECT * FROM {name}") as cursor:
             columns = [d[0] for d in cursor.description]
-            rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
-    by_id = {row["id"]: row for row in rows}
-    assert len(by_id) == len(rows), f"{table}: duplicate ids"
-    return by_id
+            return [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+
+
+def by_id(table: str, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    found = {row["id"]: row for row in rows}
+    assert len(found) == len(rows), f"{table}: duplicate ids"
+    return found
+
+
+Reader = Callable[[str], list[dict[str, Any]]]
+"""A table's rows, read from wherever the pipeline wrote them."""
 
 
 def assert_mirror(
-    pipeline: dlt.Pipeline, account: Account, tables: tuple[str, ...] = TABLES
+    pipeline: dlt.Pipeline,
+    account: Account,
+    tables: tuple[str, ...] = TABLES,
+    read: Reader | None = None,
 ) -> None:
     """Every table holds exactly the account's live objects, and marks what is gone."""
+    read = read or (lambda table: fetch_rows(pipeline, table))
     for table in tables:
-        rows = fetch_table(pipeline, table)
+        rows = by_id(table, read(table))
         expected = account.objects(table)
         live = {row_id for row_id, row in rows.items() if row["deleted_at"] is None}
         assert live == set(expected), _id_diff(table, live, set(expected))
@@ -54,11 +70,14 @@ def assert_mirror(
         )
         for row_id, obj in expected.items():
             assert_same_fields(table, obj, rows[row_id])
-        assert_child_counts(pipeline, table, expected)
+        assert_child_counts(read, table, rows, expected)
 
 
 def assert_child_counts(
-    pipeline: dlt.Pipeline, table: str, expected: Mapping[str, Mapping[str, Any]]
+    read: Reader,
+    table: str,
+    rows: Mapping[str, Mapping[str, Any]],
+    expected: Mapping[str, Mapping[str, Any]],
 ) -> None:
     """dlt's child tables hold exactly the current array of each live parent."""
     arrays = {key for obj in expected.values() for key, v in obj.items() if isinstance(v, list)}
@@ -66,14 +85,10 @@ def assert_child_counts(
         want = {i: len(o.get(array) or []) for i, o in expected.items() if o.get(array)}
         if not want:
             continue
-        got = dict(
-            query(
-                pipeline,
-                f"SELECT p.id, count(*) FROM {{{table}}} p JOIN {{{table}__{array}}} c"
-                " ON c._dlt_parent_id = p._dlt_id GROUP BY p.id",
-            )
-        )
-        got = {i: n for i, n in got.items() if i in expected}
+        parents = {row["_dlt_id"]: row_id for row_id, row in rows.items()}
+        children = read(f"{table}__{array}")
+        owners = Counter(parents.get(child["_dlt_parent_id"]) for child in children)
+        got = {i: n for i, n in owners.items() if i in expected}
         diff = {
             i: (got.get(i), want.get(i)) for i in set(got) | set(want) if got.get(i) != want.get(i)
         }

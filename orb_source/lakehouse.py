@@ -1,0 +1,255 @@
+"""The filesystem destination: Delta or Iceberg tables that merge, or plain Parquet files.
+
+Delta and Iceberg tables are merged by upsert, the strategy both formats offer: each table on
+its own key, `id` for a root table and `_dlt_id` for a child table, which is stable across
+runs. An upsert leaves behind the children a re-read object no longer has (a shorter array),
+so every child row carries the `_dlt_load_id` of the load that wrote it, and the sweep removes
+the children older than their root, as dlt's merge replaces nested rows on SQL destinations.
+
+The sweep applies the rules of `sweep.py`, in the same order and with the same results, through
+the formats' own libraries (`deltalake`, `pyiceberg`), which need nothing downloaded at run
+time: SQL over these tables would need a DuckDB extension fetched from the network. Each rule
+reads the few columns it compares as Arrow tables, finds the rows to change with Arrow joins,
+and writes only those rows back, by their `_dlt_id`. Plain Parquet files cannot be updated in
+place: they are appended to, and no deletion is marked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.common.normalizers.json.relational import DataItemNormalizer
+from dlt.common.schema import Schema
+from dlt.common.schema.typing import TColumnName, TTableFormat
+
+logger = logging.getLogger(__name__)
+
+TABLE_FORMATS = ("delta", "iceberg", "parquet")
+"""`--table-format` on the filesystem destination; the first is the default."""
+
+MERGING_FORMATS = frozenset({"delta", "iceberg"})
+"""Formats whose tables can be updated in place: merged on load, swept after it."""
+
+DEFAULT_BUCKET = "orb_billing_lake"
+"""The folder in the working directory that holds the tables when dlt's
+`destination.filesystem.bucket_url` is not set."""
+
+LOAD_ID = TColumnName("_dlt_load_id")
+
+KEY = "_dlt_id"
+"""The column the sweep writes rows back by: unique in every table, root or child."""
+
+
+def open_table_format(table_format: str | None) -> TTableFormat | None:
+    """dlt's `table_format` hint: Delta or Iceberg; plain Parquet files have none."""
+    return cast(TTableFormat, table_format) if table_format in MERGING_FORMATS else None
+
+
+def filesystem_destination() -> Any:
+    """dlt's filesystem destination, writing to `./orb_billing_lake` unless dlt's own
+    `bucket_url` setting names another place (a folder, `s3://`, `gs://`, `az://`, ...)."""
+    if dlt.config.get("destination.filesystem.bucket_url"):
+        return dlt.destinations.filesystem()
+    return dlt.destinations.filesystem(bucket_url=str(Path.cwd() / DEFAULT_BUCKET))
+
+
+def announce(table_format: str) -> None:
+    """Plain Parquet is not a mirror; say so once, at the start of the run."""
+    if table_format == "parquet":
+        logger.warning(
+            "table format parquet is append-only: each re-read object adds a row and deletions"
+            " are not marked; use delta or iceberg for tables that merge"
+        )
+
+
+def propagate_load_id(schema: Schema) -> None:
+    """Give every nested row the `_dlt_load_id` of its root row, which dlt's normalizer gives
+    only to root rows, so the sweep can tell which children the last load wrote."""
+    DataItemNormalizer.update_normalizer_config(
+        schema, {"propagation": {"root": {LOAD_ID: LOAD_ID}}}
+    )
+
+
+def is_filesystem(pipeline: dlt.Pipeline) -> bool:
+    destination = pipeline.destination
+    return destination is not None and destination.destination_name == "filesystem"
+
+
+def sweep_open_tables(pipeline: dlt.Pipeline, listings: Mapping[str, Any]) -> None:
+    """`sweep.sweep_deletions` for Delta and Iceberg tables: the same rules, in the same order.
+    Plain Parquet tables are not swept."""
+    from .sweep import CHILD_TABLES, CUSTOMER_CHILDREN, _with_child_listings
+
+    schema = pipeline.default_schema
+    with pipeline.destination_client() as client:
+        tables = _OpenTables(client, schema)
+        for table, entry in _with_child_listings(listings).items():
+            for listing in entry.values():
+                _mark_unlisted(tables, table, listing)
+        for child, (parent, link) in CHILD_TABLES.items():
+            _mark_dropped_children(tables, child, parent, link)
+        for table in CUSTOMER_CHILDREN:
+            _follow_parent(tables, table, "customers", "customer_id")
+        for child, (parent, link) in CHILD_TABLES.items():
+            _follow_parent(tables, child, parent, link)
+        for table, root in _child_tables(schema):
+            _drop_replaced_children(tables, table, root)
+
+
+class _OpenTables:
+    """Reads columns of Delta and Iceberg tables as Arrow and writes rows back by `_dlt_id`.
+    A table never loaded, or not in an open format (plain Parquet), reads as None."""
+
+    def __init__(self, client: Any, schema: Schema) -> None:
+        self.client = client
+        self.formats = {
+            name: table.get("table_format")
+            for name, table in schema.tables.items()
+            if table.get("table_format") in MERGING_FORMATS
+        }
+        self.handles: dict[str, Any] = {}
+
+    def read(self, table: str, columns: list[str]) -> pa.Table | None:
+        handle = self._handle(table)
+        if handle is None:
+            return None
+        if self.formats[table] == "delta":
+            return handle.to_pyarrow_table(columns=columns)
+        return handle.scan(selected_fields=tuple(columns)).to_arrow()
+
+    def set_deleted_at(self, table: str, changes: pa.Table) -> None:
+        """Set `deleted_at` to the value given with each `_dlt_id` in `changes`."""
+        if not changes.num_rows:
+            return
+        handle = self._handle(table)
+        if self.formats[table] == "delta":
+            merge = handle.merge(
+                changes,
+                predicate=f"target.{KEY} = source.{KEY}",
+                source_alias="source",
+                target_alias="target",
+            )
+            merge.when_matched_update({"deleted_at": "source.deleted_at"}).execute()
+            return
+        keys = _iceberg_keys(changes[KEY])
+        rows = handle.scan(row_filter=keys).to_arrow()
+        updated = rows.drop_columns(["deleted_at"]).join(changes, KEY, join_type="inner")
+        handle.overwrite(updated.select(rows.schema.names).cast(rows.schema), overwrite_filter=keys)
+
+    def delete(self, table: str, keys: pa.Array) -> None:
+        if not len(keys):
+            return
+        handle = self._handle(table)
+        if self.formats[table] == "delta":
+            merge = handle.merge(
+                pa.table({KEY: keys}),
+                predicate=f"target.{KEY} = source.{KEY}",
+                source_alias="source",
+                target_alias="target",
+            )
+            merge.when_matched_delete().execute()
+            return
+        handle.delete(delete_filter=_iceberg_keys(keys))
+
+    def _handle(self, table: str) -> Any:
+        if table not in self.formats:
+            return None
+        if table not in self.handles:
+            try:
+                self.handles[table] = self.client.load_open_table(self.formats[table], table)
+            except DestinationUndefinedEntity:
+                return None
+        return self.handles[table]
+
+
+def _iceberg_keys(keys: pa.Array | pa.ChunkedArray) -> Any:
+    """A pyiceberg filter selecting the rows with these `_dlt_id`s."""
+    from pyiceberg.expressions import In
+
+    # pyiceberg's expressions are pydantic models, whose generated signature mypy reads
+    return In(KEY, keys.to_pylist())  # type: ignore[call-arg, arg-type]
+
+
+def _mark_unlisted(tables: _OpenTables, table: str, listing: Mapping[str, Any]) -> None:
+    """Rows not read by a listing that would have read them."""
+    at = datetime.fromisoformat(listing["at"])
+    column = listing.get("column")
+    if column is not None and not listing["values"]:
+        return
+    rows = tables.read(table, [KEY, "deleted_at", "synced_at", *([column] if column else [])])
+    if rows is None:
+        return
+    synced_at = rows["synced_at"]
+    unlisted = pc.and_(
+        pc.is_null(rows["deleted_at"]), pc.less(synced_at, pa.scalar(at, synced_at.type))
+    )
+    if column is not None:
+        unlisted = pc.and_(unlisted, pc.is_in(rows[column], pa.array(listing["values"])))
+    gone = rows.filter(unlisted).select([KEY])
+    deleted_at = pa.array([at] * gone.num_rows, rows.schema.field("deleted_at").type)
+    tables.set_deleted_at(table, gone.append_column("deleted_at", deleted_at))
+
+
+def _mark_dropped_children(tables: _OpenTables, child: str, parent: str, link: str) -> None:
+    """Line items missing from the latest read of their invoice (a recomputed draft)."""
+    children = _live(tables.read(child, [KEY, link, "synced_at", "deleted_at"]))
+    parents = tables.read(parent, ["id", "synced_at"])
+    if children is None or parents is None:
+        return
+    joined = children.join(
+        parents.rename_columns(["id", "parent_synced_at"]), link, "id", join_type="inner"
+    )
+    dropped = joined.filter(pc.greater(joined["parent_synced_at"], joined["synced_at"]))
+    tables.set_deleted_at(child, _changes(dropped, "parent_synced_at"))
+
+
+def _follow_parent(tables: _OpenTables, child: str, parent: str, link: str) -> None:
+    """Children of a deleted parent are deleted with it."""
+    children = _live(tables.read(child, [KEY, link, "deleted_at"]))
+    parents = tables.read(parent, ["id", "deleted_at"])
+    if children is None or parents is None:
+        return
+    deleted = parents.filter(pc.is_valid(parents["deleted_at"]))
+    joined = children.join(
+        deleted.rename_columns(["id", "parent_deleted_at"]), link, "id", join_type="inner"
+    )
+    tables.set_deleted_at(child, _changes(joined, "parent_deleted_at"))
+
+
+def _child_tables(schema: Schema) -> list[tuple[str, str]]:
+    """Every child table whose rows carry their load: dlt's nested tables and the Arrow path's
+    child tables (`arrow.py`), with the root table each belongs to."""
+    return [
+        (name, name.split("__")[0])
+        for name, table in schema.tables.items()
+        if "__" in name and {"_dlt_root_id", "_dlt_load_id"} <= set(table.get("columns", {}))
+    ]
+
+
+def _drop_replaced_children(tables: _OpenTables, table: str, root: str) -> None:
+    """Array elements a re-read parent no longer has: written by an older load than the root."""
+    children = tables.read(table, [KEY, "_dlt_root_id", "_dlt_load_id"])
+    roots = tables.read(root, [KEY, "_dlt_load_id"])
+    if children is None or roots is None:
+        return
+    joined = children.join(
+        roots.rename_columns(["_dlt_root_id", "root_load_id"]), "_dlt_root_id", join_type="inner"
+    )
+    older = joined.filter(pc.less(joined["_dlt_load_id"], joined["root_load_id"]))
+    tables.delete(table, older[KEY])
+
+
+def _live(rows: pa.Table | None) -> pa.Table | None:
+    return None if rows is None else rows.filter(pc.is_null(rows["deleted_at"]))
+
+
+def _changes(rows: pa.Table, value: str) -> pa.Table:
+    return pa.table({KEY: rows[KEY], "deleted_at": rows[value]})

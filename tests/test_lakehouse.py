@@ -1,0 +1,174 @@
+"""The filesystem destination on local disk: Delta and Iceberg tables that merge, read back
+with `deltalake` and `pyiceberg` themselves, and append-only Parquet that says so."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+from deltalake import DeltaTable
+from pyiceberg.table import StaticTable
+
+from orb_source import runner
+from orb_source.cli import main
+from orb_source.runner import make_pipeline, run_pipeline
+from orb_source.sandbox import Account, SandboxServer, simulate_day
+from tests.cli import run_cli
+from tests.warehouse import Reader, assert_mirror, by_id
+
+BUCKET = "orb_billing_lake"
+"""The default bucket: a folder in the working directory (the test's tmp_path)."""
+
+MONEY = pa.decimal128(38, 9)
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def delta_table(tmp_path: Path, table: str) -> pa.Table | None:
+    location = str(tmp_path / BUCKET / "orb" / table)
+    return DeltaTable(location).to_pyarrow_table() if DeltaTable.is_deltatable(location) else None
+
+
+def iceberg_table(tmp_path: Path, table: str) -> pa.Table | None:
+    """The table as of its newest metadata file (dlt keeps no catalog of its own on disk)."""
+    metadata = sorted((tmp_path / BUCKET / "orb" / table / "metadata").glob("*.metadata.json"))
+    return StaticTable.from_metadata(str(metadata[-1])).scan().to_arrow() if metadata else None
+
+
+READERS = {"delta": delta_table, "iceberg": iceberg_table}
+
+
+def reader(table_format: str, tmp_path: Path) -> Reader:
+    def read(table: str) -> list[dict[str, Any]]:
+        arrow_table = READERS[table_format](tmp_path, table)
+        return [] if arrow_table is None else arrow_table.to_pylist()
+
+    return read
+
+
+def assert_lake_mirror(
+    pipeline: dlt.Pipeline, account: Account, table_format: str, tmp_path: Path
+) -> None:
+    """The exact mirror, every child row under a root that exists, no child row twice."""
+    read = reader(table_format, tmp_path)
+    assert_mirror(pipeline, account, read=read)
+    for table in pipeline.default_schema.data_table_names(seen_data_only=True):
+        if "__" not in table:
+            continue
+        rows = read(table)
+        keys = [row["_dlt_id"] for row in rows]
+        assert len(set(keys)) == len(keys), f"{table}: duplicate rows"
+        roots = {row["_dlt_id"] for row in read(table.split("__")[0])}
+        orphans = {row["_dlt_root_id"] for row in rows} - roots
+        assert not orphans, f"{table}: children of unknown roots {sorted(orphans)[:3]}"
+
+
+@pytest.mark.parametrize(
+    ("table_format", "arrow"),
+    [("delta", True), ("delta", False), ("iceberg", True)],
+    ids=["delta-arrow", "delta-dicts", "iceberg-arrow"],
+)
+def test_open_tables_mirror_the_account_round_after_round(
+    sandbox: SandboxServer, account: Account, tmp_path: Path, table_format: str, arrow: bool
+) -> None:
+    pipeline = make_pipeline("filesystem", pipelines_dir=str(tmp_path / "pipelines"))
+    run_pipeline(pipeline=pipeline, table_format=table_format, arrow=arrow)
+    assert_lake_mirror(pipeline, account, table_format, tmp_path)
+
+    rng = random.Random(2026)
+    for _ in range(3):
+        with account.lock:
+            changes = simulate_day(account, rng)
+        assert any("line item" in change for change in changes)
+        run_pipeline(pipeline=pipeline, table_format=table_format, arrow=arrow)
+        assert_lake_mirror(pipeline, account, table_format, tmp_path)
+
+    read = reader(table_format, tmp_path)
+    for table in ("customers", "invoices", "invoice_line_items", "top_ups", "alerts"):
+        rows = by_id(table, read(table))
+        deleted = {row_id for row_id, row in rows.items() if row["deleted_at"] is not None}
+        assert deleted and deleted == account.gone(table) & set(rows), table
+
+    invoices = READERS[table_format](tmp_path, "invoices")
+    assert invoices is not None
+    for column in ("total", "amount_due"):
+        assert invoices.schema.field(column).type == MONEY, column
+    assert invoices.schema.field("invoice_date").type == UTC_TIMESTAMP
+    for table, column in [
+        ("invoice_line_items", "amount"),
+        ("invoice_line_items__tax_amounts", "amount"),
+        ("customers", "balance"),
+        ("credit_ledger_entries", "amount"),
+        ("credit_blocks", "balance"),
+        ("top_ups", "amount"),
+    ]:
+        loaded = READERS[table_format](tmp_path, table)
+        assert loaded is not None and loaded.schema.field(column).type == MONEY, (table, column)
+    live = invoices.filter(invoices["deleted_at"].is_null())
+    total = sum(live["total"].to_pylist(), Decimal(0))
+    assert total == sum(Decimal(i["total"]) for i in account.objects("invoices").values())
+
+
+def test_parquet_appends_and_says_so_once(sandbox: SandboxServer, account: Account) -> None:
+    result = run_cli("run", "--destination", "filesystem", "--table-format", "parquet")
+
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stderr.splitlines() if "append-only" in line]
+    assert len(notices) == 1, result.stderr
+    assert "deletions are not marked" in notices[0]
+    customers = ds.dataset(Path(BUCKET) / "orb" / "customers", format="parquet").to_table()
+    assert sorted(customers["id"].to_pylist()) == sorted(account.objects("customers"))
+    assert customers.schema.field("balance").type == MONEY
+    line_items = ds.dataset(Path(BUCKET) / "orb" / "invoice_line_items", format="parquet")
+    assert line_items.count_rows() == len(account.objects("invoice_line_items"))
+    assert line_items.schema.field("amount").type == MONEY
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--table-format", "delta"), ("--destination", "filesystem", "--table-format", "orc")],
+    ids=["not-filesystem", "unknown-format"],
+)
+def test_a_table_format_the_destination_cannot_take_exits_2(
+    sandbox: SandboxServer, args: tuple[str, ...]
+) -> None:
+    result = run_cli("run", *args)
+
+    assert result.returncode == 2
+    assert "--table-format" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2
+    assert not Path("orb_billing.duckdb").exists()
+    assert not Path(BUCKET).exists()
+
+
+def test_a_failed_sweep_says_the_data_was_loaded(
+    sandbox: SandboxServer,
+    account: Account,
+    pipeline: dlt.Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Marking deletions comes after the load committed: the error says so, and the next run,
+    whose sweep reads only the destination, marks them."""
+    monkeypatch.setenv("RUNTIME__LOG_LEVEL", "ERROR")
+    run_pipeline(pipeline=pipeline)
+    with account.lock:
+        simulate_day(account, random.Random(3))
+
+    def full_disk(pipeline: dlt.Pipeline) -> None:
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runner, "sweep_deletions", full_disk)
+        assert main(["run"]) == 1
+    stderr = capsys.readouterr().err
+    assert "the data is loaded, but marking deletions failed: No space left" in stderr
+    assert "half-committed" not in stderr
+
+    assert main(["run"]) == 0
+    assert_mirror(pipeline, account)
