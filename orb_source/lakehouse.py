@@ -29,6 +29,7 @@ from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.normalizers.json.relational import DataItemNormalizer
 from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnName, TTableFormat
+from dlt.common.schema.utils import get_inherited_table_hint
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +111,11 @@ class _OpenTables:
 
     def __init__(self, client: Any, schema: Schema) -> None:
         self.client = client
-        self.formats = {
-            name: table.get("table_format")
-            for name, table in schema.tables.items()
-            if table.get("table_format") in MERGING_FORMATS
+        formats = {
+            name: get_inherited_table_hint(schema.tables, name, "table_format", allow_none=True)
+            for name in schema.data_table_names()
         }
+        self.formats = {name: f for name, f in formats.items() if f in MERGING_FORMATS}
         self.handles: dict[str, Any] = {}
 
     def read(self, table: str, columns: list[str]) -> pa.Table | None:
@@ -123,7 +124,8 @@ class _OpenTables:
             return None
         if self.formats[table] == "delta":
             return handle.to_pyarrow_table(columns=columns)
-        return handle.scan(selected_fields=tuple(columns)).to_arrow()
+        # pyiceberg returns the columns in the table's order
+        return handle.scan(selected_fields=tuple(columns)).to_arrow().select(columns)
 
     def set_deleted_at(self, table: str, changes: pa.Table) -> None:
         """Set `deleted_at` to the value given with each `_dlt_id` in `changes`."""

@@ -68,6 +68,22 @@ def assert_lake_mirror(
         assert not orphans, f"{table}: children of unknown roots {sorted(orphans)[:3]}"
 
 
+def shorten_arrays(account: Account) -> None:
+    """Upserts keep the children a re-read object no longer has, unless they are removed: drop
+    a customer's extra email (a nested table of dlt's) and all but one sub line item of a
+    draft's line item (an Arrow child table, or dlt's on the dict path)."""
+    customer = next(c for c in account.customers.values() if c["additional_emails"])
+    customer["additional_emails"] = []
+    line = next(
+        line
+        for invoice in account.invoices.values()
+        if invoice["status"] == "draft"
+        for line in invoice["line_items"]
+        if len(line["sub_line_items"]) > 1
+    )
+    line["sub_line_items"] = line["sub_line_items"][:1]
+
+
 @pytest.mark.parametrize(
     ("table_format", "arrow"),
     [("delta", True), ("delta", False), ("iceberg", True)],
@@ -80,6 +96,8 @@ def test_open_tables_mirror_the_account_round_after_round(
     run_pipeline(pipeline=pipeline, table_format=table_format, arrow=arrow)
     assert_lake_mirror(pipeline, account, table_format, tmp_path)
 
+    with account.lock:
+        shorten_arrays(account)
     rng = random.Random(2026)
     for _ in range(3):
         with account.lock:
