@@ -96,12 +96,12 @@ def test_open_tables_mirror_the_account_round_after_round(
     run_pipeline(pipeline=pipeline, table_format=table_format, arrow=arrow)
     assert_lake_mirror(pipeline, account, table_format, tmp_path)
 
-    with account.lock:
-        shorten_arrays(account)
     rng = random.Random(2026)
-    for _ in range(3):
+    for day in range(3):
         with account.lock:
             changes = simulate_day(account, rng)
+            if day == 0:
+                shorten_arrays(account)
         assert any("line item" in change for change in changes)
         run_pipeline(pipeline=pipeline, table_format=table_format, arrow=arrow)
         assert_lake_mirror(pipeline, account, table_format, tmp_path)
