@@ -16,6 +16,7 @@ place: they are appended to, and no deletion is marked.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -52,6 +53,22 @@ KEY = "_dlt_id"
 def open_table_format(table_format: str | None) -> TTableFormat | None:
     """dlt's `table_format` hint: Delta or Iceberg; plain Parquet files have none."""
     return cast(TTableFormat, table_format) if table_format in MERGING_FORMATS else None
+
+
+LIBRARIES = {"delta": ("deltalake",), "iceberg": ("pyiceberg", "sqlalchemy")}
+"""What each format needs: its library (dlt's Iceberg catalog also needs SQLAlchemy)."""
+
+
+def missing_library(table_format: str) -> str | None:
+    """What a table format needs and the environment lacks: checked before any work, as dlt
+    would only find out when it loads what the run extracted."""
+    missing = [lib for lib in LIBRARIES.get(table_format, ()) if not importlib.util.find_spec(lib)]
+    if not missing:
+        return None
+    return (
+        f"The {table_format} table format needs {' and '.join(missing)}:"
+        " pip install 'orb-source[lakehouse]'."
+    )
 
 
 def filesystem_destination() -> Any:

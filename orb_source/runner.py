@@ -24,7 +24,7 @@ from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 
 from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
-from .lakehouse import TABLE_FORMATS, announce, filesystem_destination
+from .lakehouse import TABLE_FORMATS, announce, filesystem_destination, missing_library
 from .schema import loaded_columns, schema_changes
 from .source import orb
 from .sweep import remove_replayed_rows, sweep_deletions
@@ -119,12 +119,14 @@ def resolve_table_format(destination: str, table_format: str | None) -> str | No
                 f"--table-format applies to the filesystem destination, not {destination}."
             )
         return None
-    if table_format is None:
-        return TABLE_FORMATS[0]
+    table_format = table_format or TABLE_FORMATS[0]
     if table_format not in TABLE_FORMATS:
         raise ConfigurationError(
             f"--table-format must be one of {', '.join(TABLE_FORMATS)}, got {table_format!r}."
         )
+    missing = missing_library(table_format)
+    if missing:
+        raise ConfigurationError(missing)
     return table_format
 
 
