@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from dlt.pipeline.exceptions import PipelineStepFailed
+
 from .catalog import TABLES
 from .client import OrbAuthError, OrbError
 from .lakehouse import TABLE_FORMATS
@@ -178,8 +180,32 @@ def _report_failure(exc: BaseException) -> int:
     if isinstance(cause, DeletionsNotMarked):
         _fail(f"Run failed: {cause}\nThe next run marks deletions again.")
         return EXIT_FAILED
+    if _failed_step(exc) == "load":
+        _fail(
+            f"Run failed while loading: {_first_line(cause)}\n"
+            "Part of the load may be written; the next run finishes it before syncing."
+        )
+        return EXIT_FAILED
     _fail(f"Run failed: {cause}\nNothing was half-committed; the next run repairs it.")
     return EXIT_FAILED
+
+
+def _first_line(exc: BaseException) -> str:
+    """Destination errors can carry a whole backtrace in their message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _failed_step(exc: BaseException) -> str | None:
+    """The dlt step that failed: a load writes table by table, so it can stop partway."""
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        if isinstance(current, PipelineStepFailed):
+            return str(current.step)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -16,6 +16,7 @@ from deltalake import DeltaTable
 from pyiceberg.table import StaticTable
 
 from orb_source import runner
+from orb_source.catalog import TABLES
 from orb_source.cli import main
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
@@ -190,3 +191,39 @@ def test_a_failed_sweep_says_the_data_was_loaded(
 
     assert main(["run"]) == 0
     assert_mirror(pipeline, account)
+
+
+def test_a_load_that_stops_partway_says_so_and_the_next_run_finishes_it(
+    sandbox: SandboxServer, account: Account, tmp_path: Path
+) -> None:
+    """A load writes table by table: a table it cannot write fails the run after others were
+    written, and the message must not claim that nothing was committed."""
+    assert run_cli("run", "--destination", "filesystem").returncode == 0
+    versions = {table: delta_version(tmp_path, table) for table in TABLES}
+    with account.lock:
+        simulate_day(account, random.Random(5))
+    log = tmp_path / BUCKET / "orb" / "customers" / "_delta_log"
+    broken = log / f"{versions['customers'] + 1:020}.json"
+    broken.write_text("not a delta log entry\n")
+
+    failed = run_cli("run", "--destination", "filesystem")
+
+    assert failed.returncode == 1
+    assert "half-committed" not in failed.stderr
+    lines = failed.stderr.splitlines()
+    [at] = [i for i, line in enumerate(lines) if line.startswith("orb-pipeline: ")]
+    assert lines[at].startswith("orb-pipeline: Run failed while loading: Kernel error")
+    assert lines[at + 1] == (
+        "Part of the load may be written; the next run finishes it before syncing."
+    )
+    others = [table for table in TABLES if table != "customers"]
+    assert any(delta_version(tmp_path, table) > versions[table] for table in others)
+
+    broken.unlink()
+    assert run_cli("run", "--destination", "filesystem").returncode == 0
+    pipeline = make_pipeline("filesystem", pipelines_dir=str(tmp_path / "dlt" / "pipelines"))
+    assert_mirror(pipeline, account, read=reader("delta", tmp_path))
+
+
+def delta_version(tmp_path: Path, table: str) -> int:
+    return int(DeltaTable(str(tmp_path / BUCKET / "orb" / table)).version())
