@@ -15,7 +15,7 @@ import pytest
 from deltalake import DeltaTable
 from pyiceberg.table import StaticTable
 
-from orb_source import runner
+from orb_source import lakehouse, runner
 from orb_source.catalog import TABLES
 from orb_source.cli import main
 from orb_source.runner import make_pipeline, run_pipeline
@@ -162,6 +162,21 @@ def test_a_table_format_the_destination_cannot_take_exits_2(
     assert "--table-format" in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2
     assert not Path("orb_billing.duckdb").exists()
+    assert not Path(BUCKET).exists()
+
+
+def test_a_missing_format_library_exits_2_before_any_work(
+    sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(lakehouse.LIBRARIES, "iceberg", ("pyiceberg", "no_such_catalog_library"))
+
+    assert main(["run", "--destination", "filesystem", "--table-format", "iceberg"]) == 2
+
+    assert capsys.readouterr().err == (
+        "orb-pipeline: The iceberg table format needs no_such_catalog_library:"
+        " pip install 'orb-source[lakehouse]'.\n"
+    )
+    assert sandbox.stats.by_route == {}
     assert not Path(BUCKET).exists()
 
 
