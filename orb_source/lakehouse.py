@@ -45,6 +45,7 @@ DEFAULT_BUCKET = "orb_billing_lake"
 `destination.filesystem.bucket_url` is not set."""
 
 LOAD_ID = TColumnName("_dlt_load_id")
+"""Which load wrote a row: dlt sets it on root rows, `propagate_load_id` on child rows."""
 
 KEY = "_dlt_id"
 """The column the sweep writes rows back by: unique in every table, root or child."""
