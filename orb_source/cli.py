@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 the run failed; 2 configuration or authentication error. Failures
 print one or two plain lines (`failures.py`), never the key; `ORB_LOG_LEVEL=DEBUG` adds the
 traceback. The project's own warnings (schema changes, vanished customers) print at WARNING
-(`ORB_LOG_LEVEL`); dlt's internal ones only at ERROR unless `RUNTIME__LOG_LEVEL` says otherwise.
+(`ORB_LOG_LEVEL`); dlt's internal ones only at `ORB_LOG_LEVEL=DEBUG` (its errors) unless
+`RUNTIME__LOG_LEVEL` says otherwise.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from .runner import RunReport, run_pipeline
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
-    logging.basicConfig(
-        level=os.environ.get("ORB_LOG_LEVEL", "WARNING"), format="%(levelname)s %(message)s"
-    )
+    level = os.environ.get("ORB_LOG_LEVEL", "WARNING")
+    # dlt's own error lines repeat the failure this CLI reports; they show at DEBUG.
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR" if level == "DEBUG" else "CRITICAL")
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
     try:
         return int(args.command(args))
     except KeyboardInterrupt:

@@ -30,19 +30,25 @@ def resolve_destination(destination: str | Destination[Any, Any]) -> Destination
         return destination
     try:
         factory = Destination.from_reference(destination)
-        if factory is None:
-            raise UnknownDestinationModule(destination, [destination], [])
-        factory.client_class  # noqa: B018 (imports the destination's driver)
     except UnknownDestinationModule:
+        factory = None
+    if factory is None:
         raise ConfigurationError(
             f"Unknown destination {destination!r}. Available: {', '.join(known_destinations())}."
-        ) from None
+        )
+    try:
+        factory.client_class  # noqa: B018 (imports the destination's driver)
     except MissingDependencyException as exc:
-        raise ConfigurationError(
-            f"Destination {destination} needs packages that are not installed:"
-            f" {install_command(exc.dependencies)}"
-        ) from None
-    return factory
+        missing: Sequence[str] = exc.dependencies
+    except ModuleNotFoundError:
+        # dlt's own wording when it meets this later: the destination's extra of dlt
+        missing = [f"dlt[{factory.spec().destination_type}]"]
+    else:
+        return factory
+    raise ConfigurationError(
+        f"Destination {destination} needs packages that are not installed:"
+        f" {install_command(missing)}"
+    )
 
 
 def known_destinations() -> list[str]:

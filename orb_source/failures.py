@@ -16,7 +16,7 @@ from .client import (
     OrbAPIError,
     OrbAuthError,
     OrbError,
-    OrbMalformedResponse,
+    OrbResponseError,
     OrbTimeout,
     OrbUnreachable,
 )
@@ -88,8 +88,9 @@ def describe(error: BaseException) -> tuple[int, str]:
 
 
 def passes_on_its_own(cause: BaseException) -> bool:
-    """Orb busy or down, the network dropping, a truncated body: retried and still failing,
-    but nothing a later run will meet again."""
+    """Orb busy or down, the network dropping, a truncated body or a cursor loop: retried and
+    still failing, but nothing in this pipeline or its settings that a later run meets again.
+    A request Orb refuses (400) or a bug fails every run the same way."""
     if isinstance(cause, OrbAPIError):
         return cause.status in RETRYABLE_STATUSES
-    return isinstance(cause, OrbUnreachable | OrbTimeout | OrbMalformedResponse)
+    return isinstance(cause, OrbUnreachable | OrbTimeout | OrbResponseError)
