@@ -30,4 +30,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks --results benchmarks/RESULTS.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache orb_billing.duckdb
+	rm -rf $(VENV) .pytest_cache orb_billing.duckdb orb_demo.duckdb
