@@ -82,7 +82,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--full-refresh", action="store_true", help="re-read everything from the API"
     )
     parser.add_argument(
-        "--start-date", default=None, help="YYYY-MM-DD; history before it is skipped on first load"
+        "--start-date",
+        default=None,
+        help="YYYY-MM-DD; closed history dated before it is skipped, open objects always loaded",
     )
 
 

@@ -45,10 +45,12 @@ def resolve_destination(destination: str | Destination[Any, Any]) -> Destination
         missing = [f"dlt[{factory.spec().destination_type}]"]
     else:
         return factory
-    raise ConfigurationError(
-        f"Destination {destination} needs packages that are not installed:"
-        f" {install_command(missing)}"
-    )
+    raise ConfigurationError(not_installed(destination, missing))
+
+
+def not_installed(destination: str, dependencies: Sequence[str]) -> str:
+    command = install_command(dependencies)
+    return f"Destination {destination} needs packages that are not installed: {command}"
 
 
 def known_destinations() -> list[str]:
@@ -80,6 +82,9 @@ def check_destination(pipeline: dlt.Pipeline) -> None:
             pass
     except ConfigFieldMissingException as exc:
         raise ConfigurationError(missing_settings(pipeline, exc)) from None
+    except MissingDependencyException as exc:
+        name = pipeline.destination.destination_name if pipeline.destination else "destination"
+        raise ConfigurationError(not_installed(name, exc.dependencies)) from None
     except Exception as exc:
         locked = locked_file(exc)
         if locked is not None:

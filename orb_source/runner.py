@@ -1,9 +1,10 @@
 """The Python API behind `orb-pipeline run`: one call that syncs Orb into a destination.
 
 Schedulers, notebooks and the CLI all go through `run_pipeline`, so a run always does the
-same things in the same order: refuse a concurrent run, take the state from the destination
-when the working folder is new, finish what a crashed run left, check the key, extract,
-normalize, load, then sweep deletions.
+same things in the same order: check the options, the destination and the key, refuse a
+concurrent run, take the state from the destination when the working folder is new, refuse
+another Orb account than the dataset holds (`account.py`), finish what a crashed run left,
+extract, normalize, load, then sweep deletions.
 """
 
 from __future__ import annotations
