@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, MutableMapping
+from datetime import datetime
 from typing import Any
 
 import dlt
@@ -51,7 +52,11 @@ def record_account(
 
 
 def oldest(customers: Iterable[Mapping[str, Any]]) -> list[str]:
-    ordered = sorted((str(c["created_at"]), str(c["id"])) for c in customers)
+    """The ids of the customers created first (ties broken by id)."""
+    ordered = sorted(
+        (datetime.fromisoformat(str(c["created_at"]).replace("Z", "+00:00")), str(c["id"]))
+        for c in customers
+    )
     return [customer_id for _, customer_id in ordered[:ANCHORS]]
 
 

@@ -58,10 +58,12 @@ def test_another_account_is_refused_before_anything_is_written(
     account: Account,
     other_account: Account,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     assert run_cli("run").returncode == 0
     pipeline = make_pipeline()
     before, state_before = dataset_snapshot(pipeline), saved_state()
+    file_before = (tmp_path / "orb_billing.duckdb").read_bytes()
 
     with serving(other_account, monkeypatch) as other:
         result = run_cli("run")
@@ -75,6 +77,7 @@ def test_another_account_is_refused_before_anything_is_written(
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert set(requests) == {"/customers", "/customers/{id}"}, "only the key and account checks"
     assert requests["/customers"] == 1
+    assert (tmp_path / "orb_billing.duckdb").read_bytes() == file_before
     assert dataset_snapshot(pipeline) == before
     assert saved_state() == state_before
     assert_mirror(pipeline, account)
