@@ -1,9 +1,10 @@
 # %% [markdown]
 # # Revenue from Orb, in DuckDB
 #
-# Run `make demo` (or `orb-pipeline run` against your account) first; this reads
-# `orb_billing.duckdb`, dataset `orb`. Open it as a notebook (Jupytext percent format, VS Code,
-# marimo) or run it as a script. Amounts are DECIMAL: the sums reconcile to the cent with Orb.
+# Run `orb-pipeline run` against your account first; this reads `orb_billing.duckdb`, dataset
+# `orb` (pass `orb_demo.duckdb` as the argument to read `make demo`'s). Open it as a notebook
+# (Jupytext percent format, VS Code, marimo) or run it as a script. Amounts are DECIMAL: the sums
+# reconcile to the cent with Orb.
 
 # %%
 from __future__ import annotations

@@ -70,6 +70,10 @@ class OpenSet:
     closed: tuple[str, ...]
     param: str
     retrieve_path: str
+    closed_on: str | None = None
+    """The date a closed object became history, when the listing cannot filter on it (a
+    subscription's `end_date`; `GET /subscriptions` filters on `created_at` only):
+    `--start-date` is applied to it after listing, not to the cursor."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,12 @@ CATALOG: tuple[Endpoint, ...] = (
         Sync.LIFECYCLE,
         cursor=Cursor("created_at", "created_at"),
         open_set=OpenSet(
-            "status", ("upcoming", "active"), ("ended",), "status[]", "/subscriptions/{id}"
+            "status",
+            ("upcoming", "active"),
+            ("ended",),
+            "status[]",
+            "/subscriptions/{id}",
+            closed_on="end_date",
         ),
         links={"customer": "customer_id", "plan": "plan_id"},
     ),

@@ -1,9 +1,10 @@
 """`orb-pipeline`: a thin command line over `orb_source.runner`.
 
-Exit codes: 0 success; 1 the run failed (the next run repairs it); 2 configuration or
-authentication error. Failures print one or two plain lines, never a traceback or the key.
-The project's own warnings (schema changes, vanished customers) print at WARNING
-(`ORB_LOG_LEVEL`); dlt's internal ones only at ERROR unless `RUNTIME__LOG_LEVEL` says otherwise.
+Exit codes: 0 success; 1 the run failed; 2 configuration or authentication error. Failures
+print one or two plain lines (`failures.py`), never the key; `ORB_LOG_LEVEL=DEBUG` adds the
+traceback. The project's own warnings (schema changes, vanished customers) print at WARNING
+(`ORB_LOG_LEVEL`); dlt's internal ones only at `ORB_LOG_LEVEL=DEBUG` (its errors) unless
+`RUNTIME__LOG_LEVEL` says otherwise.
 """
 
 from __future__ import annotations
@@ -13,25 +14,21 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
-from dlt.pipeline.exceptions import PipelineStepFailed
+import traceback
+from collections.abc import Sequence
 
 from .catalog import TABLES
-from .client import OrbAuthError, OrbError
+from .failures import EXIT_FAILED, EXIT_OK, describe
 from .lakehouse import TABLE_FORMATS
-from .runner import ConfigurationError, DeletionsNotMarked, PipelineBusy, RunReport, run_pipeline
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+from .runner import RunReport, run_pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
-    logging.basicConfig(
-        level=os.environ.get("ORB_LOG_LEVEL", "WARNING"), format="%(levelname)s %(message)s"
-    )
+    level = os.environ.get("ORB_LOG_LEVEL", "WARNING")
+    # dlt's own error lines repeat the failure this CLI reports; they show at DEBUG.
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR" if level == "DEBUG" else "CRITICAL")
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
     try:
         return int(args.command(args))
     except KeyboardInterrupt:
@@ -86,7 +83,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--full-refresh", action="store_true", help="re-read everything from the API"
     )
     parser.add_argument(
-        "--start-date", default=None, help="YYYY-MM-DD; history before it is skipped on first load"
+        "--start-date",
+        default=None,
+        help="YYYY-MM-DD; closed history dated before it is skipped, open objects always loaded",
     )
     parser.add_argument(
         "--table-format",
@@ -115,20 +114,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .sandbox import SandboxServer, generate_account
+    from .demo import next_steps, run_demo
 
-    print(f"Generating a sandbox account with {args.customers} customers...", flush=True)
-    account = generate_account(customers=args.customers, seed=args.seed)
-    with (
-        SandboxServer(account) as server,
-        _environment(ORB_API_KEY=server.api_key, ORB_BASE_URL=server.base_url),
-    ):
-        print(f"Sandbox serving the Orb API at {server.base_url}", flush=True)
-        # Every demo serves a newly generated account: nothing earlier runs read applies to it.
-        started = time.monotonic()
-        report = run_pipeline(full_refresh=True)
+    started = time.monotonic()
+    report = run_demo(customers=args.customers, seed=args.seed)
     _print_report(report, time.monotonic() - started)
-    print("Loaded into ./orb_billing.duckdb, dataset `orb`.")
+    print(next_steps())
     return EXIT_OK
 
 
@@ -154,72 +145,13 @@ def _print_report(report: RunReport, seconds: float) -> None:
     print(f"Finished in {seconds:.1f} s.")
 
 
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _report_failure(exc: BaseException) -> int:
-    """Map the root cause to an exit code and a one- or two-line message."""
-    cause = _root_cause(exc)
-    if isinstance(cause, ConfigurationError | OrbAuthError):
-        _fail(str(cause))
-        return EXIT_CONFIG
-    if isinstance(cause, PipelineBusy):
-        _fail(str(cause))
-        return EXIT_FAILED
-    if isinstance(cause, DeletionsNotMarked):
-        _fail(f"Run failed: {cause}\nThe next run marks deletions again.")
-        return EXIT_FAILED
-    if _failed_step(exc) == "load":
-        _fail(
-            f"Run failed while loading: {_first_line(cause)}\n"
-            "Part of the load may be written; the next run finishes it before syncing."
-        )
-        return EXIT_FAILED
-    _fail(f"Run failed: {cause}\nNothing was half-committed; the next run repairs it.")
-    return EXIT_FAILED
-
-
-def _first_line(exc: BaseException) -> str:
-    """Destination errors can carry a whole backtrace in their message."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _failed_step(exc: BaseException) -> str | None:
-    """The dlt step that failed: a load writes table by table, so it can stop partway."""
-    current: BaseException | None = exc
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        if isinstance(current, PipelineStepFailed):
-            return str(current.step)
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """dlt wraps resource errors in step errors; the innermost error says what happened."""
-    seen: list[BaseException] = [exc]
-    while True:
-        inner = seen[-1].__cause__ or seen[-1].__context__
-        if inner is None or inner in seen:
-            break
-        seen.append(inner)
-    for candidate in seen:
-        if isinstance(candidate, OrbError | ConfigurationError | PipelineBusy | DeletionsNotMarked):
-            return candidate
-    return seen[-1]
+    """One or two lines naming the cause; at DEBUG the traceback first."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        traceback.print_exception(exc, file=sys.stderr)
+    code, message = describe(exc)
+    _fail(message)
+    return code
 
 
 def _fail(message: str) -> None:

@@ -65,6 +65,10 @@ class OrbNotFound(OrbAPIError):
     """404: the object or its parent is gone (e.g. a customer deleted during the run)."""
 
 
+class OrbTimeout(OrbError):
+    """Every attempt at a request timed out."""
+
+
 class OrbUnreachable(OrbError):
     """No HTTP answer at all after every retry: wrong base URL, DNS or network."""
 
@@ -304,7 +308,7 @@ class OrbClient:
         except _RetryableStatus as exc:
             raise exc.error from None
         except httpx.TimeoutException:
-            raise OrbError(f"Timed out on {path} after {self.max_attempts} attempts") from None
+            raise OrbTimeout(f"Timed out on {path} after {self.max_attempts} attempts") from None
         except httpx.TransportError as exc:
             raise OrbUnreachable(
                 f"Cannot reach Orb at {self.base_url} ({_describe(exc)})"

@@ -26,6 +26,7 @@ from typing import Any, cast
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.normalizers.json.relational import DataItemNormalizer
 from dlt.common.schema import Schema
@@ -72,11 +73,11 @@ def missing_library(table_format: str) -> str | None:
     )
 
 
-def filesystem_destination() -> Any:
-    """dlt's filesystem destination, writing to `./orb_billing_lake` unless dlt's own
+def with_default_bucket(destination: str | Destination[Any, Any]) -> str | Destination[Any, Any]:
+    """dlt's filesystem destination writes to `./orb_billing_lake` unless dlt's own
     `bucket_url` setting names another place (a folder, `s3://`, `gs://`, `az://`, ...)."""
-    if dlt.config.get("destination.filesystem.bucket_url"):
-        return dlt.destinations.filesystem()
+    if destination != "filesystem" or dlt.config.get("destination.filesystem.bucket_url"):
+        return destination
     return dlt.destinations.filesystem(bucket_url=str(Path.cwd() / DEFAULT_BUCKET))
 
 
@@ -100,6 +101,15 @@ def propagate_load_id(schema: Schema) -> None:
 def is_filesystem(pipeline: dlt.Pipeline) -> bool:
     destination = pipeline.destination
     return destination is not None and destination.destination_name == "filesystem"
+
+
+def read_open_table(pipeline: dlt.Pipeline, table: str, columns: list[str]) -> pa.Table | None:
+    """Columns of a Delta or Iceberg table, read with its own library: SQL over it would need
+    a DuckDB extension downloaded at run time. None for any other table or destination."""
+    if not is_filesystem(pipeline) or not pipeline.default_schema_name:
+        return None
+    with pipeline.destination_client() as client:
+        return _OpenTables(client, pipeline.default_schema).read(table, columns)
 
 
 def sweep_open_tables(pipeline: dlt.Pipeline, listings: Mapping[str, Any]) -> None:

@@ -1,9 +1,10 @@
 """The Python API behind `orb-pipeline run`: one call that syncs Orb into a destination.
 
 Schedulers, notebooks and the CLI all go through `run_pipeline`, so a run always does the
-same things in the same order: refuse a concurrent run, take the state from the destination
-when the working folder is new, finish what a crashed run left, check the key, extract,
-normalize, load, then sweep deletions.
+same things in the same order: check the options, the destination and the key, refuse a
+concurrent run, take the state from the destination when the working folder is new, refuse
+another Orb account than the dataset holds (`account.py`), finish what a crashed run left,
+extract, normalize, load, then sweep deletions.
 """
 
 from __future__ import annotations
@@ -20,11 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.destination import Destination
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 
+from .account import check_account
 from .catalog import EMITTED_ONCE, TABLES, read_together
-from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
-from .lakehouse import TABLE_FORMATS, announce, filesystem_destination, missing_library
+from .client import (
+    DEFAULT_BASE_URL,
+    OrbClient,
+    OrbNotFound,
+    OrbResponseError,
+    OrbUnreachable,
+    RequestStats,
+)
+from .destinations import check_destination, resolve_destination
+from .failures import ConfigurationError, DeletionsNotMarked, PipelineBusy
+from .lakehouse import TABLE_FORMATS, announce, missing_library, with_default_bucket
 from .schema import loaded_columns, schema_changes
 from .source import orb
 from .sweep import remove_replayed_rows, sweep_deletions
@@ -33,18 +45,6 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_NAME = "orb_billing"
 DEFAULT_DATASET = "orb"
-
-
-class ConfigurationError(Exception):
-    """Bad options or settings: the CLI exits 2."""
-
-
-class PipelineBusy(Exception):
-    """Another run of the same pipeline holds the lock."""
-
-
-class DeletionsNotMarked(Exception):
-    """The load committed its rows and cursors, then the deletion sweep failed."""
 
 
 @dataclass(frozen=True)
@@ -82,16 +82,17 @@ def orb_credentials() -> tuple[str, str]:
 
 
 def make_pipeline(
-    destination: str = "duckdb",
+    destination: str | Destination = "duckdb",
     dataset_name: str = DEFAULT_DATASET,
     pipelines_dir: str | None = None,
+    pipeline_name: str = PIPELINE_NAME,
 ) -> dlt.Pipeline:
     """The `orb_billing` pipeline; DuckDB writes `orb_billing.duckdb` in the working directory,
     the filesystem destination `orb_billing_lake/` unless its `bucket_url` is set."""
     return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
+        pipeline_name=pipeline_name,
         pipelines_dir=pipelines_dir or get_dlt_pipelines_dir(),
-        destination=filesystem_destination() if destination == "filesystem" else destination,
+        destination=with_default_bucket(destination),
         dataset_name=dataset_name,
     )
 
@@ -111,8 +112,15 @@ def validate_options(resources: Sequence[str] | None, start_date: str | None) ->
             ) from None
 
 
-def resolve_table_format(destination: str, table_format: str | None) -> str | None:
+def preflight_client(api_key: str, base_url: str, max_attempts: int, timeout: float) -> OrbClient:
+    """A client for the checks before a run: transient answers are retried as in the run,
+    with short pauses so a wrong URL fails fast."""
+    return OrbClient(api_key, base_url, max_attempts=max_attempts, timeout=timeout, backoff_max=1.0)
+
+
+def resolve_table_format(pipeline: dlt.Pipeline, table_format: str | None) -> str | None:
     """The filesystem destination's table format, `delta` unless told otherwise."""
+    destination = pipeline.destination.destination_name if pipeline.destination else None
     if destination != "filesystem":
         if table_format is not None:
             raise ConfigurationError(
@@ -133,19 +141,22 @@ def resolve_table_format(destination: str, table_format: str | None) -> str | No
 def check_connection(
     api_key: str, base_url: str, max_attempts: int = 8, timeout: float = 30.0
 ) -> None:
-    """Fail in one line, before any work, on a missing or rejected key or an unreachable API.
-
-    Transient answers are retried as in the run, with short pauses so a wrong URL fails fast.
-    """
-    client = OrbClient(
-        api_key, base_url, max_attempts=max_attempts, timeout=timeout, backoff_max=1.0
-    )
-    with client:
+    """Fail in one line, before any work, on a missing or rejected key, an unreachable API, or
+    a base URL that does not answer like Orb (a 404 on the customer listing, a body that is not
+    Orb's JSON page)."""
+    with preflight_client(api_key, base_url, max_attempts, timeout) as client:
         try:
-            client.get("/customers", {"limit": 1})
+            page = client.get("/customers", {"limit": 1})
+            if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+                raise OrbResponseError("a body without Orb's `data` list")
         except OrbUnreachable as exc:
             raise ConfigurationError(
                 f"{exc}. Check ORB_BASE_URL or sources.orb.base_url."
+            ) from None
+        except (OrbNotFound, OrbResponseError) as exc:
+            raise ConfigurationError(
+                f"{client.base_url} does not answer like Orb's API: {exc}."
+                " Check ORB_BASE_URL (Orb's is https://api.withorb.com/v1)."
             ) from None
 
 
@@ -163,22 +174,22 @@ def run_pipeline(
     """Sync Orb into the destination; incremental unless `full_refresh`. `table_format`:
     `delta` (default), `iceberg` or `parquet` on the filesystem destination (`lakehouse.py`)."""
     validate_options(resources, start_date)
-    table_format = resolve_table_format(
-        pipeline.destination.destination_name if pipeline and pipeline.destination else destination,
-        table_format,
-    )
+    if pipeline is None:
+        factory = resolve_destination(with_default_bucket(destination))
+        pipeline = make_pipeline(factory, dataset_name)
+    table_format = resolve_table_format(pipeline, table_format)
     if table_format:
         announce(table_format)
-    check_connection(
-        *orb_credentials(),
-        max_attempts=source_options.get("max_attempts", 8),
-        timeout=source_options.get("request_timeout", 30.0),
-    )
-    pipeline = pipeline or make_pipeline(destination, dataset_name)
+    attempts = source_options.get("max_attempts", 8)
+    timeout = source_options.get("request_timeout", 30.0)
+    api_key, base_url = orb_credentials()
+    check_connection(api_key, base_url, max_attempts=attempts, timeout=timeout)
     with run_lock(pipeline), fewer_gc_pauses():
         check_destination(pipeline)
         restore_state(pipeline)
         pipeline = forget_state_without_data(pipeline)
+        with preflight_client(api_key, base_url, attempts, timeout) as client:
+            replace = check_account(pipeline, client, full_refresh)
         finish_pending(pipeline)
         stats, drift = RequestStats(), set[str]()
         source = orb(
@@ -196,7 +207,10 @@ def run_pipeline(
             loaded_columns(pipeline.default_schema) if pipeline.default_schema_name else {}
         )
         extract_info = pipeline.extract(
-            source, workers=len(source.resources) + 2, loader_file_format=_file_format(pipeline)
+            source,
+            workers=len(source.resources) + 2,
+            loader_file_format=_file_format(pipeline),
+            refresh="drop_sources" if replace else None,
         )
         normalize_info = pipeline.normalize()
         changes = schema_changes(before, pipeline.default_schema)
@@ -206,16 +220,6 @@ def run_pipeline(
         sweep_after_load(pipeline)
     summaries = _table_summaries(extract_info, normalize_info.row_counts)
     return RunReport(load_info, summaries, sorted(drift) + changes, stats)
-
-
-def check_destination(pipeline: dlt.Pipeline) -> None:
-    """An unwritable DuckDB path or wrong warehouse credentials is a configuration error."""
-    try:
-        with pipeline.sql_client():
-            pass
-    except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigurationError(f"Cannot open the destination: {first_line}") from None
 
 
 def restore_state(pipeline: dlt.Pipeline) -> None:

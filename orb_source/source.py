@@ -128,7 +128,8 @@ def orb(
     Args:
         api_key: Orb API key; `ORB_API_KEY` wins over dlt's `sources.orb.api_key`.
         base_url: API root; `ORB_BASE_URL` wins over `sources.orb.base_url`.
-        start_date: ISO date; history before it is skipped on first load (cursor tables).
+        start_date: ISO date; closed history dated before it is skipped on full listings
+            (README, "Start date"); open objects are always loaded.
         full_refresh: re-read everything and detect every deletion this run.
         full_refresh_every_days: periodic safety sweep; a full listing once this many days
             have passed since the last one. None or 0 turns it off.

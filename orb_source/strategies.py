@@ -33,6 +33,7 @@ from typing import Any
 
 import dlt
 
+from .account import record_account
 from .catalog import CUSTOMERS, Activity, Cursor, Endpoint, OpenSet
 from .client import PAGE_SIZE, OrbClient, OrbNotFound, Page, ServerClock, rate_class
 
@@ -86,6 +87,8 @@ class SyncContext:
         with self._customers_lock:
             if self._customer_pages is None:
                 self._customer_pages = list(self.client.paginate(CUSTOMERS))
+                customers = (obj for page in self._customer_pages for obj in page)
+                record_account(dlt.current.source_state(), self.client.base_url, customers)
             return self._customer_pages
 
     def customer_ids(self) -> list[str]:
@@ -173,24 +176,30 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
     """New objects, then the open set, then whatever left it or was pointed at since."""
     open_set = _required(endpoint.open_set, endpoint)
     full = ctx.is_full(state)
+    # Closed objects are read from a date on (the cursor, or --start-date); open ones always whole.
+    from_date = not full or ctx.start_date is not None
     tracker = _OpenSetTracker(open_set)
     watermark = _watermark(ctx, endpoint, None if full else state.get("cursor"))
     closed = dict(endpoint.params)
-    if not full:
+    if from_date:
         closed[open_set.param] = list(open_set.closed)
-    for page in ctx.client.paginate(endpoint.path, {**closed, **watermark.params(ctx.start_date)}):
+    floor = None if open_set.closed_on else ctx.start_date
+    for page in ctx.client.paginate(endpoint.path, {**closed, **watermark.params(floor)}):
         watermark.observe(page)
-        yield from tracker.fresh(page)
+        yield from tracker.fresh(_closed_since(page, open_set, ctx.start_date if full else None))
     if not full:
         for page in _created_closed(ctx, endpoint, closed, watermark):
             yield from tracker.fresh(page)
+    if from_date:
         reopened = {**endpoint.params, open_set.param: list(open_set.statuses)}
         for page in ctx.client.paginate(endpoint.path, reopened):
             yield from tracker.fresh(page)
         ctx.record_listing(
             endpoint.table, {"column": open_set.status_field, "values": list(open_set.statuses)}
         )
-        stale = set(state.get("open_ids", ())) | _pointed_at(ctx, endpoint, state)
+        stale = set(state.get("open_ids", ()))
+        if not full:
+            stale |= _pointed_at(ctx, endpoint, state)
         for page in fetch_by_id(ctx, open_set.retrieve_path, sorted(stale - tracker.seen)):
             yield from tracker.fresh(page)
     if full:
@@ -198,6 +207,19 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
     state["cursor"] = watermark.value
     state["open_ids"] = sorted(tracker.open_ids)
     _finish_full(ctx, endpoint, state, full)
+
+
+def _closed_since(page: Page, open_set: OpenSet, start: datetime | None) -> Page:
+    """Without the objects that closed before `start`, where the listing cannot filter on the
+    date they closed (`OpenSet.closed_on`)."""
+    if start is None or open_set.closed_on is None:
+        return page
+    field_name = open_set.closed_on
+    return [
+        obj
+        for obj in page
+        if not isinstance(obj.get(field_name), str) or parse_time(obj[field_name]) >= start
+    ]
 
 
 def _created_closed(

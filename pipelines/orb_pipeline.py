@@ -3,7 +3,8 @@
     ORB_API_KEY=... python pipelines/orb_pipeline.py
 
 `orb_source.run_pipeline()` does the same plus a run lock, recovery of a crashed run's
-package and a preflight key check; this script shows the dlt pieces on their own.
+package, preflight checks of the key and destination, and the refusal of another Orb account
+than the dataset holds; this script shows the dlt pieces on their own.
 """
 
 from __future__ import annotations

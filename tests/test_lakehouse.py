@@ -211,7 +211,10 @@ def test_a_failed_sweep_says_the_data_was_loaded(
         patched.setattr(runner, "sweep_deletions", full_disk)
         assert main(["run"]) == 1
     stderr = capsys.readouterr().err
-    assert "the data is loaded, but marking deletions failed: No space left" in stderr
+    assert stderr.startswith(
+        "orb-pipeline: Run failed: the data is loaded, but marking deletions failed:"
+        " No space left on device\nThe data and cursors are committed; "
+    )
     assert "half-committed" not in stderr
 
     assert main(["run"]) == 0
@@ -227,21 +230,18 @@ def test_a_load_that_stops_partway_says_so_and_the_next_run_finishes_it(
     versions = {table: delta_version(tmp_path, table) for table in TABLES}
     with account.lock:
         simulate_day(account, random.Random(5))
-    log = tmp_path / BUCKET / "orb" / "customers" / "_delta_log"
-    broken = log / f"{versions['customers'] + 1:020}.json"
+    log = tmp_path / BUCKET / "orb" / "invoices" / "_delta_log"
+    broken = log / f"{versions['invoices'] + 1:020}.json"
     broken.write_text("not a delta log entry\n")
 
     failed = run_cli("run", "--destination", "filesystem")
 
     assert failed.returncode == 1
     assert "half-committed" not in failed.stderr
-    lines = failed.stderr.splitlines()
-    [at] = [i for i, line in enumerate(lines) if line.startswith("orb-pipeline: ")]
-    assert lines[at].startswith("orb-pipeline: Run failed while loading: Kernel error")
-    assert lines[at + 1] == (
-        "Part of the load may be written; the next run finishes it before syncing."
-    )
-    others = [table for table in TABLES if table != "customers"]
+    reason, outlook = failed.stderr.splitlines()
+    assert reason.startswith("orb-pipeline: Run failed while loading: Kernel error")
+    assert outlook.startswith("Part of the load may be written; ")
+    others = [table for table in TABLES if table != "invoices"]
     assert any(delta_version(tmp_path, table) > versions[table] for table in others)
 
     broken.unlink()

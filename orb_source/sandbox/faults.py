@@ -13,6 +13,7 @@ from orb_source.sandbox.api import ApiError, Reply, error_reply
 FaultKind = Literal["status", "slow", "drop", "malformed", "repeat_cursor"]
 KINDS = ("status", "slow", "drop", "malformed", "repeat_cursor")
 STATUS_ERRORS = {
+    400: ("400-request-validation-errors", "Request validation error"),
     429: ("429-too-many-requests", "Too many requests"),
     500: ("500-internal-server-error", "Internal server error"),
     502: ("502-bad-gateway", "Bad gateway"),
