@@ -85,6 +85,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start-date", default=None, help="YYYY-MM-DD; history before it is skipped on first load"
     )
+    parser.add_argument(
+        "--no-views", dest="views", action="store_false", help="skip the reporting views"
+    )
+    parser.add_argument(
+        "--reporting-schema", default=None, help="schema of the views (default <dataset>_reporting)"
+    )
 
 
 def _table_list(value: str) -> list[str]:
@@ -99,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
         dataset_name=args.dataset_name,
         full_refresh=args.full_refresh,
         start_date=args.start_date,
+        views=args.views,
+        reporting_schema=args.reporting_schema,
     )
     _print_report(report, time.monotonic() - started)
     return EXIT_OK
@@ -119,6 +127,7 @@ def _demo(args: argparse.Namespace) -> int:
         report = run_pipeline(full_refresh=True)
     _print_report(report, time.monotonic() - started)
     print("Loaded into ./orb_billing.duckdb, dataset `orb`.")
+    print("Reports: `make report` writes reports/*.html; or open notebooks/*.ipynb in Jupyter.")
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 
 from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
+from .reporting import create_views
 from .schema import loaded_columns, schema_changes
 from .source import orb
 from .sweep import remove_replayed_rows, sweep_deletions
@@ -132,9 +133,12 @@ def run_pipeline(
     full_refresh: bool = False,
     start_date: str | None = None,
     pipeline: dlt.Pipeline | None = None,
+    views: bool = True,
+    reporting_schema: str | None = None,
     **source_options: Any,
 ) -> RunReport:
-    """Sync Orb into the destination; incremental unless `full_refresh`."""
+    """Sync Orb into the destination; incremental unless `full_refresh`. After the load the
+    reporting views are created or replaced in `reporting_schema` unless `views` is False."""
     validate_options(resources, start_date)
     check_connection(
         *orb_credentials(),
@@ -170,6 +174,8 @@ def run_pipeline(
             logger.warning("schema %s", change)
         load_info = pipeline.load()
         sweep_deletions(pipeline)
+        if views:
+            create_views(pipeline, reporting_schema)
     summaries = _table_summaries(extract_info, normalize_info.row_counts)
     return RunReport(load_info, summaries, sorted(drift) + changes, stats)
 
