@@ -91,3 +91,10 @@ def ranked_bars(axis: Any, labels: Sequence[str], values: Sequence[float], **sty
     positions = range(len(labels) - 1, -1, -1)
     axis.set_yticks(list(positions), list(labels))
     return axis.barh(list(positions), list(values), **style)
+
+
+def amounts_axis(axis: Any, which: str = "y") -> None:
+    """Amount ticks with thousands separators instead of matplotlib's 1e6 offset."""
+    from matplotlib.ticker import StrMethodFormatter
+
+    getattr(axis, f"{which}axis").set_major_formatter(StrMethodFormatter("{x:,.0f}"))
