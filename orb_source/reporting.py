@@ -38,7 +38,7 @@ class ReportingError(Exception):
 @dataclass(frozen=True)
 class View:
     name: str
-    sql: str
+    sql: str = ""
     """The SELECT, with `{dataset}` for the loaded dataset's schema."""
     current_of: str | None = None
     """For a `<table>_current` view, its table: the column list is read when it is created."""
@@ -46,6 +46,8 @@ class View:
     @property
     def tables(self) -> frozenset[str]:
         """The dataset tables the view reads."""
+        if self.current_of is not None:
+            return frozenset({self.current_of})
         return frozenset(_TABLE_REFERENCE.findall(self.sql))
 
 
@@ -61,10 +63,7 @@ class ViewsReport:
 def defined_views() -> tuple[View, ...]:
     """The analytic views, from `views/*.sql`, and the `<table>_current` views."""
     written = tuple(View(path.stem, path.read_text()) for path in sorted(VIEWS_DIR.glob("*.sql")))
-    return written + tuple(
-        View(f"{table}_current", f"select * from {{dataset}}.{table}", table)
-        for table in CURRENT_TABLES
-    )
+    return written + tuple(View(f"{table}_current", current_of=table) for table in CURRENT_TABLES)
 
 
 def view_names() -> tuple[str, ...]:
@@ -94,19 +93,20 @@ def create_views(pipeline: dlt.Pipeline, schema: str | None = None) -> ViewsRepo
         for view in defined_views():
             name = f"{target}.{quote(view.name)}"
             missing = sorted(view.tables - present)
-            if missing:
-                report.skipped[view.name] = missing
-                sql.execute_sql(f"DROP VIEW IF EXISTS {name}")
-                continue
-            body = _select(sql, view, pipeline.dataset_name)
             try:
-                _replace_view(sql, name, body)
+                if missing:
+                    sql.execute_sql(f"DROP VIEW IF EXISTS {name}")
+                else:
+                    _replace_view(sql, name, _select(sql, view, pipeline.dataset_name))
             except DatabaseException as exc:
                 raise ReportingError(
                     f"The data is loaded, but reporting view {view.name} could not be created:"
                     f" {_first_line(exc)} (--no-views skips the views)"
                 ) from exc
-            report.created.append(view.name)
+            if missing:
+                report.skipped[view.name] = missing
+            else:
+                report.created.append(view.name)
     if report.skipped:
         logger.warning(
             "reporting views skipped, their tables are not loaded: %s",

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from orb_source.reporting import create_views, view_names
+from orb_source.reporting import ReportingError, create_views, view_names
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account
 from tests.cli import run_cli
@@ -498,6 +498,12 @@ def test_views_whose_tables_are_absent_are_skipped_and_named(
     assert report.schema == "from_config"
     assert views_in(pipeline, "from_config") == made
     assert "dunning_stage" in view_rows(pipeline, "invoices_current", "from_config")[0]
+
+    with pipeline.sql_client() as sql:
+        sql.execute_sql("CREATE SCHEMA blocked")
+        sql.execute_sql("CREATE TABLE blocked.ar_aging (taken text)")
+    with pytest.raises(ReportingError, match="data is loaded, but reporting view ar_aging"):
+        create_views(pipeline, "blocked")
 
 
 def schemas(pipeline: dlt.Pipeline) -> set[str]:
