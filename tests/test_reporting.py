@@ -470,6 +470,98 @@ def test_postgres_replaces_views_whose_columns_changed(loaded: dict[str, dlt.Pip
     assert "old_column" not in view_rows(pipeline, "ar_aging")[0]
 
 
+# MRR's definition on hand-made rows: cadences, prorations, voids, DECIMAL scale --------------
+
+MRR_ROWS = (
+    "CREATE SCHEMA orb",
+    "CREATE TABLE orb.plans (id text, name text, _dlt_id text)",
+    "CREATE TABLE orb.plans__prices (id text, _dlt_parent_id text)",
+    "CREATE TABLE orb.subscriptions (id text, plan_id text, deleted_at timestamptz)",
+    "CREATE TABLE orb.invoices (id text, subscription_id text, currency text,"
+    " invoice_source text, status text, deleted_at timestamptz)",
+    "CREATE TABLE orb.invoice_line_items (id text, invoice_id text, price_id text, price {json},"
+    " amount decimal(38, 18), start_date timestamptz, end_date timestamptz,"
+    " deleted_at timestamptz)",
+    "INSERT INTO orb.plans VALUES ('plan_a', 'Annual', 'pa'), ('plan_m', 'Monthly', 'pm')",
+    "INSERT INTO orb.plans__prices VALUES ('annual', 'pa'), ('quarterly', 'pa'), ('monthly', 'pm')",
+    "INSERT INTO orb.subscriptions VALUES ('sub_a', 'plan_a', NULL), ('sub_m', 'plan_m', NULL)",
+    "INSERT INTO orb.invoices VALUES ('i1', 'sub_a', 'USD', 'subscription', 'paid', NULL),"
+    " ('i2', 'sub_a', 'USD', 'subscription', 'issued', NULL),"
+    " ('i3', 'sub_m', 'USD', 'subscription', 'paid', NULL),"
+    " ('i4', 'sub_m', 'USD', 'subscription', 'draft', NULL),"
+    " ('i5', 'sub_m', 'USD', 'subscription', 'void', NULL),"
+    " ('i6', 'sub_m', 'USD', 'subscription', 'issued', '2026-03-02 00:00:00+00')",
+    "INSERT INTO orb.invoice_line_items VALUES"
+    " ('a', 'i1', 'annual', '{{\"cadence\": \"annual\", \"price_type\": \"fixed_price\"}}',"
+    "  1200.06, '2026-01-01 00:00:00+00', '2027-01-01 00:00:00+00', NULL),"
+    " ('q', 'i2', 'quarterly', '{{\"cadence\": \"quarterly\", \"price_type\": \"fixed_price\"}}',"
+    "  300.000000000000000001, '2026-01-15 00:00:00+00', '2026-04-15 00:00:00+00', NULL),"
+    " ('p', 'i3', 'monthly', '{{\"cadence\": \"monthly\", \"price_type\": \"fixed_price\"}}',"
+    "  27.420000000000000001, '2026-01-15 00:00:00+00', '2026-02-01 00:00:00+00', NULL),"
+    " ('m', 'i4', 'monthly', '{{\"cadence\": \"monthly\", \"price_type\": \"fixed_price\"}}',"
+    "  49, '2026-02-01 00:00:00+00', '2026-03-01 00:00:00+00', NULL),"
+    " ('u', 'i4', 'usage', '{{\"cadence\": \"monthly\", \"price_type\": \"usage_price\"}}',"
+    "  500, '2026-02-01 00:00:00+00', '2026-03-01 00:00:00+00', NULL),"
+    " ('v', 'i5', 'monthly', '{{\"cadence\": \"monthly\", \"price_type\": \"fixed_price\"}}',"
+    "  49, '2026-03-01 00:00:00+00', '2026-04-01 00:00:00+00', NULL),"
+    " ('d', 'i6', 'monthly', '{{\"cadence\": \"monthly\", \"price_type\": \"fixed_price\"}}',"
+    "  49, '2026-03-01 00:00:00+00', '2026-04-01 00:00:00+00', NULL)",
+)
+
+
+def mrr_row(mrr: str, subs: int, *moves: str) -> dict[str, Any]:
+    new, expansion, contraction, churned = (Decimal(m) for m in moves)
+    return {
+        "mrr": Decimal(mrr),
+        "subscriptions": subs,
+        "new_mrr": new,
+        "expansion_mrr": expansion,
+        "contraction_mrr": contraction,
+        "churned_mrr": churned,
+    }
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_mrr_normalises_cadences_and_counts_prorations_voids_and_churn(
+    warehouse: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """An annual fee of 1,200.06 is 100.01 a month (half up) for the twelve months it covers;
+    a quarterly fee covers three months, then contracts; a prorated first month is new at its
+    prorated amount and expands the next month; a voided period churns, a deleted invoice
+    counts nowhere. Amounts carry 18 places and monthly ones keep them all."""
+    if warehouse == "postgres":
+        destination: Any = dlt.destinations.postgres(request.getfixturevalue("postgres_url"))
+    else:
+        destination = dlt.destinations.duckdb(str(tmp_path / "mrr.duckdb"))
+    pipeline = dlt.pipeline(
+        "orb_mrr", pipelines_dir=str(tmp_path), destination=destination, dataset_name="orb"
+    )
+    with pipeline.sql_client() as sql:
+        for statement in MRR_ROWS:
+            sql.execute_sql(statement.format(json="jsonb" if warehouse == "postgres" else "json"))
+    assert "mrr" in create_views(pipeline).created
+
+    rows = keyed(view_rows(pipeline, "mrr"), "month", "plan_id")
+    annual, prorated, zero = "100.01", "27.420000000000000001", "0"
+    expected = {
+        (date(2026, 1, 1), "plan_a"): mrr_row("200.01", 1, "200.01", zero, zero, zero),
+        (date(2026, 2, 1), "plan_a"): mrr_row("200.01", 1, zero, zero, zero, zero),
+        (date(2026, 3, 1), "plan_a"): mrr_row("200.01", 1, zero, zero, zero, zero),
+        (date(2026, 4, 1), "plan_a"): mrr_row(annual, 1, zero, zero, "100.00", zero),
+        **{
+            (date(2026, month, 1), "plan_a"): mrr_row(annual, 1, zero, zero, zero, zero)
+            for month in range(5, 13)
+        },
+        (date(2026, 1, 1), "plan_m"): mrr_row(prorated, 1, prorated, zero, zero, zero),
+        (date(2026, 2, 1), "plan_m"): mrr_row("49", 1, zero, "21.579999999999999999", zero, zero),
+        (date(2026, 3, 1), "plan_m"): mrr_row("0", 0, zero, zero, zero, "49"),
+    }
+    plan_names = {"plan_a": "Annual", "plan_m": "Monthly"}
+    for (_, plan), row in expected.items():
+        row.update(currency="USD", plan_name=plan_names[plan])
+    assert rows == expected
+
+
 # Runs that load some tables, and runs without views -------------------------------------------
 
 
