@@ -44,4 +44,4 @@ postgres:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 clean:
-	rm -rf $(VENV) .pytest_cache orb_billing.duckdb
+	rm -rf $(VENV) .pytest_cache orb_billing.duckdb reports
