@@ -8,6 +8,8 @@ objects, not through our SQL.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -612,6 +614,15 @@ def views_in(pipeline: dlt.Pipeline, schema: str) -> set[str]:
             "SELECT table_name FROM information_schema.views WHERE table_schema = %s", schema
         )
     return {row[0] for row in rows or ()}
+
+
+def test_pandas_is_imported_before_any_extract_thread_starts() -> None:
+    """pyarrow imports pandas (installed with the report extra) on its first conversion; from
+    an extract thread that import raced dlt's DataFrame checks in the others and failed runs
+    with "partially initialized module 'pandas'". Loading the source imports it at once."""
+    probe = "import sys, orb_source.cli; print(sys.modules['pandas'].DataFrame.__name__)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip() == "DataFrame", result.stderr
 
 
 # Notebooks -----------------------------------------------------------------------------------
