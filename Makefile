@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test run bench lint clean postgres
+.PHONY: demo test run bench lint clean postgres report
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test,postgres]"
+	$(BIN)/pip install --quiet -e ".[test,postgres,report]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,6 +29,12 @@ test: $(STAMP) postgres
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --results benchmarks/RESULTS.md
 
+# Runs the notebooks headless on the demo's DuckDB file (or ORB_REPORT_DATABASE) and writes
+# reports/revenue.html and reports/credits.html, charts embedded.
+report: $(STAMP)
+	$(BIN)/jupyter nbconvert --to html --execute --no-input --output-dir reports \
+	  notebooks/revenue.ipynb notebooks/credits.ipynb
+
 # The tests start and stop a throwaway PostgreSQL server of their own (tests/postgres.py);
 # this only makes sure its binaries are installed, from Debian's packages.
 postgres:
@@ -38,4 +44,4 @@ postgres:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 clean:
-	rm -rf $(VENV) .pytest_cache orb_billing.duckdb orb_demo.duckdb
+	rm -rf $(VENV) .pytest_cache orb_billing.duckdb orb_demo.duckdb reports

@@ -39,6 +39,11 @@ from dlt.extract.items import DataItemWithMeta
 
 from .schema import SHAPES, Shape, table_columns, write_disposition
 
+# pyarrow imports pandas, when it is installed, the first time it converts Python objects. Done
+# in an extract thread, that import races dlt's checks for DataFrames in the other threads,
+# which see a half-imported module and fail the run; one conversion here imports it up front.
+pa.array([])
+
 MAX_NESTING = 2
 """The source's `max_table_nesting`: arrays deeper than this are JSON."""
 

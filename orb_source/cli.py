@@ -86,6 +86,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="YYYY-MM-DD; closed history dated before it is skipped, open objects always loaded",
     )
+    parser.add_argument(
+        "--no-views", dest="views", action="store_false", help="skip the reporting views"
+    )
+    parser.add_argument(
+        "--reporting-schema", default=None, help="schema of the views (default <dataset>_reporting)"
+    )
 
 
 def _table_list(value: str) -> list[str]:
@@ -100,6 +106,8 @@ def _run(args: argparse.Namespace) -> int:
         dataset_name=args.dataset_name,
         full_refresh=args.full_refresh,
         start_date=args.start_date,
+        views=args.views,
+        reporting_schema=args.reporting_schema,
     )
     _print_report(report, time.monotonic() - started)
     return EXIT_OK

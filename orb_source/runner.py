@@ -36,6 +36,7 @@ from .client import (
 )
 from .destinations import check_destination, resolve_destination
 from .failures import ConfigurationError, PipelineBusy
+from .reporting import create_views
 from .schema import loaded_columns, schema_changes
 from .source import orb
 from .sweep import remove_replayed_rows, sweep_deletions
@@ -146,9 +147,12 @@ def run_pipeline(
     full_refresh: bool = False,
     start_date: str | None = None,
     pipeline: dlt.Pipeline | None = None,
+    views: bool = True,
+    reporting_schema: str | None = None,
     **source_options: Any,
 ) -> RunReport:
-    """Sync Orb into the destination; incremental unless `full_refresh`."""
+    """Sync Orb into the destination; incremental unless `full_refresh`. After the load the
+    reporting views are created or replaced in `reporting_schema` unless `views` is False."""
     validate_options(resources, start_date)
     if pipeline is None:
         pipeline = make_pipeline(resolve_destination(destination), dataset_name)
@@ -189,6 +193,8 @@ def run_pipeline(
             logger.warning("schema %s", change)
         load_info = pipeline.load()
         sweep_deletions(pipeline)
+        if views:
+            create_views(pipeline, reporting_schema)
     summaries = _table_summaries(extract_info, normalize_info.row_counts)
     return RunReport(load_info, summaries, sorted(drift) + changes, stats)
 
