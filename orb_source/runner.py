@@ -81,10 +81,19 @@ def make_pipeline(
     dataset_name: str = DEFAULT_DATASET,
     pipelines_dir: str | None = None,
 ) -> dlt.Pipeline:
-    """The `orb_billing` pipeline; DuckDB writes `orb_billing.duckdb` in the working directory."""
+    """The `orb_billing` pipeline; DuckDB writes `orb_billing.duckdb` in the working directory.
+
+    dlt puts a DuckDB file given by a relative path (or none) in the folder where the pipeline
+    first ran; the pipeline is told the current one instead, so the run and dlt's own commands
+    (`dlt pipeline orb_billing ...`) open the file the README promises.
+    """
+    pipelines_dir = pipelines_dir or get_dlt_pipelines_dir()
+    if destination == "duckdb":
+        located = dlt.pipeline(pipeline_name=PIPELINE_NAME, pipelines_dir=pipelines_dir)
+        located.set_local_state_val("initial_cwd", os.path.abspath(os.getcwd()))
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
-        pipelines_dir=pipelines_dir or get_dlt_pipelines_dir(),
+        pipelines_dir=pipelines_dir,
         destination=destination,
         dataset_name=dataset_name,
     )

@@ -38,17 +38,23 @@ def sweep_deletions(pipeline: dlt.Pipeline) -> None:
     """Apply every deletion rule to the pipeline's destination."""
     listings = pipeline.state.get("sources", {}).get("orb", {}).get("listings", {})
     with pipeline.sql_client() as sql:
-        for table, entry in _with_child_listings(listings).items():
-            for listing in entry.values():
-                _mark_unlisted(sql, table, listing)
-        for child, (parent, link) in CHILD_TABLES.items():
-            _mark_dropped_children(sql, child, parent, link)
-        for table in CUSTOMER_CHILDREN:
-            _follow_parent(sql, table, "customers", "customer_id")
-        for child, (parent, link) in CHILD_TABLES.items():
-            _follow_parent(sql, child, parent, link)
-        for table, root in _standalone_children(pipeline.default_schema):
-            _drop_replaced_children(sql, table, root)
+        apply_rules(sql, listings, pipeline.default_schema)
+
+
+def apply_rules(sql: SqlClientBase[Any], listings: Mapping[str, Any], schema: Schema) -> None:
+    """Each rule is one set-based statement (joins, `EXISTS`), never a subquery per row: on
+    PostgreSQL a correlated subquery per child row scanned the parent table once per row."""
+    for table, entry in _with_child_listings(listings).items():
+        for listing in entry.values():
+            _mark_unlisted(sql, table, listing)
+    for child, (parent, link) in CHILD_TABLES.items():
+        _mark_dropped_children(sql, child, parent, link)
+    for table in CUSTOMER_CHILDREN:
+        _follow_parent(sql, table, "customers", "customer_id")
+    for child, (parent, link) in CHILD_TABLES.items():
+        _follow_parent(sql, child, parent, link)
+    for table, root in _standalone_children(schema):
+        _drop_replaced_children(sql, table, root)
 
 
 def remove_replayed_rows(pipeline: dlt.Pipeline) -> None:
@@ -115,12 +121,9 @@ def _mark_dropped_children(sql: SqlClientBase[Any], child: str, parent: str, lin
     """Line items missing from the latest read of their invoice (a recomputed draft)."""
     _execute(
         sql,
-        f"UPDATE {sql.make_qualified_table_name(child)} AS c"
-        f" SET deleted_at = (SELECT p.synced_at FROM {sql.make_qualified_table_name(parent)} AS p"
-        f" WHERE p.id = c.{link})"
-        f" WHERE c.deleted_at IS NULL AND EXISTS (SELECT 1 FROM"
-        f" {sql.make_qualified_table_name(parent)} AS p"
-        f" WHERE p.id = c.{link} AND p.synced_at > c.synced_at)",
+        f"UPDATE {sql.make_qualified_table_name(child)} AS c SET deleted_at = p.synced_at"
+        f" FROM {sql.make_qualified_table_name(parent)} AS p"
+        f" WHERE p.id = c.{link} AND c.deleted_at IS NULL AND p.synced_at > c.synced_at",
     )
 
 
@@ -128,11 +131,9 @@ def _follow_parent(sql: SqlClientBase[Any], child: str, parent: str, link: str) 
     """Children of a deleted parent are deleted with it."""
     _execute(
         sql,
-        f"UPDATE {sql.make_qualified_table_name(child)} AS c"
-        f" SET deleted_at = (SELECT p.deleted_at FROM {sql.make_qualified_table_name(parent)} AS p"
-        f" WHERE p.id = c.{link})"
-        f" WHERE c.deleted_at IS NULL AND c.{link} IN (SELECT id FROM"
-        f" {sql.make_qualified_table_name(parent)} WHERE deleted_at IS NOT NULL)",
+        f"UPDATE {sql.make_qualified_table_name(child)} AS c SET deleted_at = p.deleted_at"
+        f" FROM {sql.make_qualified_table_name(parent)} AS p"
+        f" WHERE p.id = c.{link} AND c.deleted_at IS NULL AND p.deleted_at IS NOT NULL",
     )
 
 
@@ -151,9 +152,9 @@ def _drop_replaced_children(sql: SqlClientBase[Any], table: str, root: str) -> N
     """Array elements a re-read parent no longer has, as dlt's merge drops nested rows."""
     _execute(
         sql,
-        f"DELETE FROM {sql.make_qualified_table_name(table)} AS c WHERE c._dlt_load_id <"
-        f" (SELECT r._dlt_load_id FROM {sql.make_qualified_table_name(root)} AS r"
-        " WHERE r._dlt_id = c._dlt_root_id)",
+        f"DELETE FROM {sql.make_qualified_table_name(table)} AS c WHERE EXISTS (SELECT 1"
+        f" FROM {sql.make_qualified_table_name(root)} AS r"
+        " WHERE r._dlt_id = c._dlt_root_id AND r._dlt_load_id > c._dlt_load_id)",
     )
 
 
