@@ -271,10 +271,17 @@ def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet", "postgres": "csv"}
+"""dlt's default, SQL INSERT statements, was 50-90x slower on DuckDB than Parquet, and on
+PostgreSQL writing them took most of the run: CSV goes through `COPY`, written by Arrow."""
+
+
 def _file_format(pipeline: dlt.Pipeline) -> Any:
-    """Parquet for DuckDB: dlt's default insert path is 50-90x slower there."""
     name = pipeline.destination.destination_name if pipeline.destination else ""
-    return "parquet" if name in ("duckdb", "motherduck") else None
+    if FILE_FORMATS.get(name) == "csv":
+        # gzip took 60% of normalize on the CPU benchmark; PostgreSQL copies from local disk
+        dlt.config["normalize.data_writer.disable_compression"] = True
+    return FILE_FORMATS.get(name)
 
 
 def _table_summaries(extract_info: Any, row_counts: dict[str, int]) -> list[TableSummary]:
