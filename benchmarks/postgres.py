@@ -74,7 +74,8 @@ def run(quick: bool = False) -> Section:
         f"{LINE_ITEMS_PER_INVOICE}`), zero latency, a fresh sandbox process per run. Run:"
         f" `run_pipeline(destination=..., resources={RESOURCES}, full_refresh=True)` (Arrow"
         " path) in a fresh process per destination. PostgreSQL: a local throwaway server"
-        " (`tests/postgres.py`, `fsync=off`), loaded with dlt's default file format for it."
+        " (`tests/postgres.py`, `fsync=off`), loaded as the runner loads it (CSV through"
+        " `COPY`)."
         " Sweep = the deletion sweep after the load.",
         "",
         *table(
