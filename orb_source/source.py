@@ -187,7 +187,7 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
     """The generator behind one resource: its strategy's pages, shaped into rows."""
 
     def pages() -> Iterator[tuple[str | None, Page]]:
-        state = dlt.current.resource_state()
+        state = listing_state(endpoint)
         if endpoint.scope is Scope.CUSTOMER:
             yield from read_per_customer(ctx, endpoint, state)
         else:
@@ -206,6 +206,26 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
         yield from output.emit(endpoint.table, batch)
 
     return rows
+
+
+def listing_state(endpoint: Endpoint) -> State:
+    """The state of an endpoint's listing (cursors, open sets), held by its table's resource.
+
+    dlt's `pipeline drop <table>` resets the state of the resource that fills the table, and
+    the next run then lists it from scratch. A listing that fills two tables (invoices and
+    their line items) keeps its state on the first table's resource and a mark on the
+    second's, so dropping either table resets both.
+    """
+    state = dlt.current.resource_state(endpoint.table)
+    if endpoint.child_table is None:
+        return state
+    mark = dlt.current.resource_state(endpoint.child_table[1])
+    if mark.get("listing_state_of") != endpoint.table:
+        state.clear()
+        mark["listing_state_of"] = endpoint.table
+    # Earlier versions held it on a hidden page resource, which dlt's drop never reset.
+    dlt.current.source_state().get("resources", {}).pop(f"{endpoint.table}_pages", None)
+    return state
 
 
 def _warn_drift(table: str, rows: list[Row], reported: set[str]) -> None:
