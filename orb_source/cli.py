@@ -9,15 +9,18 @@ The project's own warnings (schema changes, vanished customers) print at WARNING
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from .catalog import TABLES
 from .client import OrbAuthError, OrbError
+from .reconcile import reconcile
 from .runner import ConfigurationError, PipelineBusy, RunReport, run_pipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -42,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orb-pipeline", description="Sync Orb billing data into a warehouse."
     )
-    commands = parser.add_subparsers(required=True, metavar="{run,demo,sandbox}")
+    commands = parser.add_subparsers(required=True, metavar="{run,reconcile,demo,sandbox}")
 
     run = commands.add_parser("run", help="extract from Orb and load into the destination")
     _add_run_options(run)
@@ -52,6 +55,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=100)
     demo.add_argument("--seed", type=int, default=42)
     demo.set_defaults(command=_demo)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare the destination with the live API; exit 0 equal, 1 drift",
+        description="Compare each table's live rows, and money totals per currency, with a"
+        " fresh listing of the Orb API. Exit codes: 0 equal, 1 drift (or the check failed),"
+        " 2 configuration error.",
+    )
+    _add_destination_options(reconcile)
+    reconcile.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="write the report as JSON to PATH, or to stdout (instead of the table) without one",
+    )
+    reconcile.set_defaults(command=_reconcile)
 
     sandbox = commands.add_parser("sandbox", help="serve the fake Orb API on loopback")
     sandbox.add_argument("--port", type=int, default=8484)
@@ -68,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_destination_options(parser)
+    parser.add_argument(
+        "--full-refresh", action="store_true", help="re-read everything from the API"
+    )
+    parser.add_argument(
+        "--start-date", default=None, help="YYYY-MM-DD; history before it is skipped on first load"
+    )
+
+
+def _add_destination_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resources",
         type=_table_list,
@@ -79,12 +110,6 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--destination", default="duckdb", help="any dlt destination (default: duckdb)"
     )
     parser.add_argument("--dataset-name", default="orb")
-    parser.add_argument(
-        "--full-refresh", action="store_true", help="re-read everything from the API"
-    )
-    parser.add_argument(
-        "--start-date", default=None, help="YYYY-MM-DD; history before it is skipped on first load"
-    )
 
 
 def _table_list(value: str) -> list[str]:
@@ -120,6 +145,26 @@ def _demo(args: argparse.Namespace) -> int:
     _print_report(report, time.monotonic() - started)
     print("Loaded into ./orb_billing.duckdb, dataset `orb`.")
     return EXIT_OK
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    try:
+        report = reconcile(
+            resources=args.resources, destination=args.destination, dataset_name=args.dataset_name
+        )
+    except (ConfigurationError, OrbAuthError):
+        raise
+    except Exception as exc:
+        _fail(f"Reconcile failed: {_root_cause(exc)}")
+        return EXIT_FAILED
+    document = json.dumps(report.to_json(), indent=2)
+    if args.json == "-":
+        print(document)
+    else:
+        print(report.format())
+        if args.json:
+            Path(args.json).write_text(document + "\n")
+    return EXIT_FAILED if report.drifted else EXIT_OK
 
 
 def _sandbox(args: argparse.Namespace) -> int:

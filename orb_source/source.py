@@ -185,17 +185,9 @@ def endpoint_resources(ctx: SyncContext, endpoint: Endpoint, output: Output) -> 
 def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable[[], Iterator[Any]]:
     """The generator behind one resource: its strategy's pages, shaped into rows."""
 
-    def pages() -> Iterator[tuple[str | None, Page]]:
-        state = dlt.current.resource_state()
-        if endpoint.scope is Scope.CUSTOMER:
-            yield from read_per_customer(ctx, endpoint, state)
-        else:
-            for page in READERS[endpoint.sync](ctx, endpoint, state):
-                yield None, page
-
     def rows() -> Iterator[Any]:
         batch: list[Row] = []
-        for customer_id, page in pages():
+        for customer_id, page in endpoint_pages(ctx, endpoint, dlt.current.resource_state()):
             shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
             _warn_drift(endpoint.table, shaped, ctx.schema_changes)
             batch.extend(shaped)
@@ -205,6 +197,18 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
         yield from output.emit(endpoint.table, batch)
 
     return rows
+
+
+def endpoint_pages(
+    ctx: SyncContext, endpoint: Endpoint, state: State
+) -> Iterator[tuple[str | None, Page]]:
+    """The endpoint's pages by its strategy, with the customer each was listed for (None
+    for account-wide listings)."""
+    if endpoint.scope is Scope.CUSTOMER:
+        yield from read_per_customer(ctx, endpoint, state)
+    else:
+        for page in READERS[endpoint.sync](ctx, endpoint, state):
+            yield None, page
 
 
 def _warn_drift(table: str, rows: list[Row], reported: set[str]) -> None:

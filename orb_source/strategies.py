@@ -56,6 +56,9 @@ class SyncContext:
     full_refresh_every: timedelta | None = None
     max_concurrency: int = 32
     schema_changes: set[str] = field(default_factory=set)
+    listings: dict[str, Any] | None = None
+    """Where complete listings are noted: the source state of the dlt run when None; a dict
+    of its own for a listing read outside a pipeline (`reconcile`)."""
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
     _customer_pages: list[Page] | None = field(default=None, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -93,7 +96,10 @@ class SyncContext:
 
     def record_listing(self, table: str, where: Mapping[str, Any] | None = None) -> None:
         """Note that `table` was listed completely (or completely within `where`) this run."""
-        entry = dlt.current.source_state().setdefault("listings", {}).setdefault(table, {})
+        listings = self.listings
+        if listings is None:
+            listings = dlt.current.source_state().setdefault("listings", {})
+        entry = listings.setdefault(table, {})
         key = "complete" if where is None else "partial"
         entry[key] = {"at": self.started_at.isoformat(), **(where or {})}
 
