@@ -8,7 +8,6 @@ normalize, load, then sweep deletions.
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 import dlt
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
+from filelock import FileLock, Timeout
 
 from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
@@ -245,21 +245,22 @@ def fewer_gc_pauses() -> Iterator[None]:
 
 @contextmanager
 def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
-    """One run per pipeline at a time; the OS frees the lock if the process dies. The lock
-    file sits beside the pipeline's folder, which a reset may delete."""
+    """One run per pipeline at a time; the OS frees the lock if the process dies (`filelock`:
+    `flock` on POSIX, `msvcrt` on Windows). The lock file sits beside the pipeline's folder,
+    which a reset may delete."""
     path = Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PipelineBusy(
-                f"Another run of pipeline {pipeline.pipeline_name} is in progress; not starting."
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise PipelineBusy(
+            f"Another run of pipeline {pipeline.pipeline_name} is in progress; not starting."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _file_format(pipeline: dlt.Pipeline) -> Any:
