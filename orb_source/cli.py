@@ -2,26 +2,38 @@
 
 Exit codes: 0 success; 1 the run failed (the next run repairs it); 2 configuration or
 authentication error. Failures print one or two plain lines, never a traceback or the key.
-The project's own warnings (schema changes, vanished customers) print at WARNING
-(`ORB_LOG_LEVEL`); dlt's internal ones only at ERROR unless `RUNTIME__LOG_LEVEL` says otherwise.
+Log lines go to stderr with UTC timestamps, at INFO unless `ORB_LOG_LEVEL` or `--quiet` say
+otherwise (`summary.py`); dlt's internal ones only at ERROR unless `RUNTIME__LOG_LEVEL` says so.
+The summary goes to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from dlt.common.runtime.collector import NULL_COLLECTOR
 
 from .catalog import TABLES
 from .client import OrbAuthError, OrbError
 from .reconcile import reconcile
 from .runner import ConfigurationError, PipelineBusy, RunReport, run_pipeline
+from .summary import (
+    configure_logging,
+    failure_json,
+    one_line,
+    package_version,
+    terminal_progress,
+    to_json,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -29,9 +41,7 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
-    logging.basicConfig(
-        level=os.environ.get("ORB_LOG_LEVEL", "WARNING"), format="%(levelname)s %(message)s"
-    )
+    configure_logging(quiet=getattr(args, "quiet", False))
     try:
         return int(args.command(args))
     except KeyboardInterrupt:
@@ -45,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orb-pipeline", description="Sync Orb billing data into a warehouse."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(required=True, metavar="{run,reconcile,demo,sandbox}")
 
     run = commands.add_parser("run", help="extract from Orb and load into the destination")
@@ -91,6 +102,18 @@ def _parser() -> argparse.ArgumentParser:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_destination_options(parser)
     parser.add_argument(
+        "--summary-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the run summary as JSON to PATH (a failed run writes its error)",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="for schedulers: log only warnings and errors, print a one-line result",
+    )
+    parser.add_argument(
         "--full-refresh", action="store_true", help="re-read everything from the API"
     )
     parser.add_argument(
@@ -117,16 +140,32 @@ def _table_list(value: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    report = run_pipeline(
-        resources=args.resources,
-        destination=args.destination,
-        dataset_name=args.dataset_name,
-        full_refresh=args.full_refresh,
-        start_date=args.start_date,
-    )
-    _print_report(report, time.monotonic() - started)
+    started = datetime.now(UTC)
+    bars = sys.stderr.isatty() and not args.quiet
+    try:
+        with terminal_progress() if bars else nullcontext(NULL_COLLECTOR) as progress:
+            report = run_pipeline(
+                resources=args.resources,
+                destination=args.destination,
+                dataset_name=args.dataset_name,
+                full_refresh=args.full_refresh,
+                start_date=args.start_date,
+                progress=progress,
+            )
+    except Exception as exc:
+        if args.summary_json:
+            failed = failure_json(str(_root_cause(exc)), started, datetime.now(UTC))
+            _write_json(args.summary_json, failed)
+        raise
+    if args.summary_json:
+        _write_json(args.summary_json, to_json(report))
+    print(one_line(report) if args.quiet else report.format())
     return EXIT_OK
+
+
+def _write_json(path: Path, document: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -157,13 +196,12 @@ def _reconcile(args: argparse.Namespace) -> int:
     except Exception as exc:
         _fail(f"Reconcile failed: {_root_cause(exc)}")
         return EXIT_FAILED
-    document = json.dumps(report.to_json(), indent=2)
     if args.json == "-":
-        print(document)
+        print(json.dumps(report.to_json(), indent=2))
     else:
         print(report.format())
         if args.json:
-            Path(args.json).write_text(document + "\n")
+            _write_json(Path(args.json), report.to_json())
     return EXIT_FAILED if report.drifted else EXIT_OK
 
 

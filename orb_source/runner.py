@@ -11,21 +11,25 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import dlt
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
+from dlt.common.runtime.collector import NULL_COLLECTOR
+from dlt.pipeline.progress import TCollectorArg
 from filelock import FileLock, Timeout
 
 from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
 from .schema import loaded_columns, schema_changes
 from .source import orb
+from .summary import captured_warnings, location, render
 from .sweep import remove_replayed_rows, sweep_deletions
 
 logger = logging.getLogger(__name__)
@@ -46,7 +50,13 @@ class PipelineBusy(Exception):
 class TableSummary:
     table: str
     rows: int
+    """Rows loaded: rows of this run's load packages that reached the destination."""
     seconds: float
+    read: int = 0
+    """Rows read from Orb and extracted."""
+    deleted: int = 0
+    """Rows the deletion sweep marked deleted in this run."""
+    requests: int = 0
 
 
 @dataclass
@@ -55,16 +65,16 @@ class RunReport:
     tables: list[TableSummary] = field(default_factory=list)
     schema_changes: list[str] = field(default_factory=list)
     requests: RequestStats = field(default_factory=RequestStats)
+    destination: str = ""
+    dataset: str = ""
+    location: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Every warning the run logged (schema changes, vanished customers, recoveries)."""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
     def format(self) -> str:
-        width = max([len(t.table) for t in self.tables] + [5])
-        lines = [f"{'table':<{width}}  {'rows':>9}  {'seconds':>7}"]
-        lines += [f"{t.table:<{width}}  {t.rows:>9,}  {t.seconds:>7.1f}" for t in self.tables]
-        total = sum(t.rows for t in self.tables)
-        lines.append(f"{'total':<{width}}  {total:>9,}")
-        lines.append(self.requests.format())
-        lines += [f"warning: schema {change}" for change in self.schema_changes]
-        return "\n".join(lines)
+        return render(self)
 
 
 def orb_credentials() -> tuple[str, str]:
@@ -80,13 +90,16 @@ def make_pipeline(
     destination: str = "duckdb",
     dataset_name: str = DEFAULT_DATASET,
     pipelines_dir: str | None = None,
+    progress: TCollectorArg = NULL_COLLECTOR,
 ) -> dlt.Pipeline:
-    """The `orb_billing` pipeline; DuckDB writes `orb_billing.duckdb` in the working directory."""
+    """The `orb_billing` pipeline; DuckDB writes `orb_billing.duckdb` in the working directory.
+    `progress` is one of dlt's progress collectors (`"tqdm"`, `"log"`, ...)."""
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         pipelines_dir=pipelines_dir or get_dlt_pipelines_dir(),
         destination=destination,
         dataset_name=dataset_name,
+        progress=progress,
     )
 
 
@@ -113,7 +126,12 @@ def check_connection(
     Transient answers are retried as in the run, with short pauses so a wrong URL fails fast.
     """
     client = OrbClient(
-        api_key, base_url, max_attempts=max_attempts, timeout=timeout, backoff_max=1.0
+        api_key,
+        base_url,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        backoff_max=1.0,
+        retry_log_level=logging.DEBUG,
     )
     with client:
         try:
@@ -132,21 +150,23 @@ def run_pipeline(
     full_refresh: bool = False,
     start_date: str | None = None,
     pipeline: dlt.Pipeline | None = None,
+    progress: TCollectorArg = NULL_COLLECTOR,
     **source_options: Any,
 ) -> RunReport:
     """Sync Orb into the destination; incremental unless `full_refresh`."""
+    started_at = datetime.now(UTC)
     validate_options(resources, start_date)
     check_connection(
         *orb_credentials(),
         max_attempts=source_options.get("max_attempts", 8),
         timeout=source_options.get("request_timeout", 30.0),
     )
-    pipeline = pipeline or make_pipeline(destination, dataset_name)
-    with run_lock(pipeline), fewer_gc_pauses():
+    pipeline = pipeline or make_pipeline(destination, dataset_name, progress=progress)
+    with run_lock(pipeline), fewer_gc_pauses(), captured_warnings() as warnings:
         check_destination(pipeline)
         restore_state(pipeline)
         pipeline = forget_state_without_data(pipeline)
-        finish_pending(pipeline)
+        recovered = finish_pending(pipeline)
         stats, drift = RequestStats(), set[str]()
         source = orb(
             full_refresh=full_refresh,
@@ -169,9 +189,21 @@ def run_pipeline(
         for change in changes:
             logger.warning("schema %s", change)
         load_info = pipeline.load()
-        sweep_deletions(pipeline)
-    summaries = _table_summaries(extract_info, normalize_info.row_counts)
-    return RunReport(load_info, summaries, sorted(drift) + changes, stats)
+        deleted = Counter(sweep_deletions(pipeline)) + recovered.deleted
+        loaded = Counter(normalize_info.row_counts) + recovered.loaded
+    tables = read_together(resources) if resources else TABLES
+    return RunReport(
+        load_info,
+        _table_summaries(extract_info, loaded, deleted, stats.by_table, tables),
+        sorted(drift) + changes,
+        stats,
+        destination=pipeline.destination.destination_name if pipeline.destination else "",
+        dataset=pipeline.dataset_name,
+        location=location(pipeline),
+        warnings=warnings,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+    )
 
 
 def check_destination(pipeline: dlt.Pipeline) -> None:
@@ -208,13 +240,23 @@ def forget_state_without_data(pipeline: dlt.Pipeline) -> dlt.Pipeline:
     return pipeline.drop()
 
 
-def finish_pending(pipeline: dlt.Pipeline) -> None:
+@dataclass(frozen=True)
+class Recovered:
+    """Rows a crashed run's package brought in, and those its sweep marked deleted."""
+
+    loaded: Counter[str] = field(default_factory=Counter)
+    deleted: Counter[str] = field(default_factory=Counter)
+
+
+def finish_pending(pipeline: dlt.Pipeline) -> Recovered:
     """Load what a crashed run extracted, so its state and data land together."""
-    if pipeline.has_pending_data:
-        pipeline.normalize()
-        pipeline.load()
-        remove_replayed_rows(pipeline)
-        sweep_deletions(pipeline)
+    if not pipeline.has_pending_data:
+        return Recovered()
+    logger.warning("finishing the load a previous run left unfinished")
+    normalized = pipeline.normalize()
+    pipeline.load()
+    remove_replayed_rows(pipeline)
+    return Recovered(Counter(normalized.row_counts), Counter(sweep_deletions(pipeline)))
 
 
 def tables_to_create(pipeline: dlt.Pipeline) -> frozenset[str]:
@@ -269,16 +311,33 @@ def _file_format(pipeline: dlt.Pipeline) -> Any:
     return "parquet" if name in ("duckdb", "motherduck") else None
 
 
-def _table_summaries(extract_info: Any, row_counts: dict[str, int]) -> list[TableSummary]:
+def _table_summaries(
+    extract_info: Any,
+    loaded: Mapping[str, int],
+    deleted: Mapping[str, int],
+    requests: Mapping[str, int],
+    tables: Sequence[str],
+) -> list[TableSummary]:
+    """Every table of the run, those with no rows included, and any other the sweep marked."""
     metrics = [m for load_id in extract_info.loads_ids for m in extract_info.metrics[load_id]]
     seconds: dict[str, float] = {}
+    read: Counter[str] = Counter()
     for step in metrics:
         for name, resource in step["resource_metrics"].items():
             seconds[name] = max(
                 seconds.get(name, 0.0), resource.last_modified - step["started_at"].timestamp()
             )
+        for name, table in step["table_metrics"].items():
+            read[name] += table.items_count
     return [
-        TableSummary(table, row_counts.get(table, 0), seconds.get(table, 0.0))
+        TableSummary(
+            table,
+            loaded.get(table, 0),
+            seconds.get(table, 0.0),
+            read[table],
+            deleted.get(table, 0),
+            requests.get(table, 0),
+        )
         for table in TABLES
-        if table in row_counts or table in seconds
+        if table in tables or deleted.get(table)
     ]

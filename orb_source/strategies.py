@@ -34,7 +34,15 @@ from typing import Any
 import dlt
 
 from .catalog import CUSTOMERS, Activity, Cursor, Endpoint, OpenSet
-from .client import PAGE_SIZE, OrbClient, OrbNotFound, Page, ServerClock, rate_class
+from .client import (
+    PAGE_SIZE,
+    OrbClient,
+    OrbNotFound,
+    Page,
+    ServerClock,
+    in_context,
+    rate_class,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -333,7 +341,7 @@ def bounded_map(
     try:
         while True:
             for key in keys_left:
-                pending.add(pool.submit(fn, key))
+                pending.add(pool.submit(in_context(fn), key))
                 if len(pending) >= window:
                     break
             if not pending:

@@ -11,7 +11,7 @@ WITHOUT_POSIX = """
 import sys
 for name in ("fcntl", "termios", "pwd", "grp", "resource"):
     sys.modules[name] = None
-import orb_source, orb_source.cli, orb_source.reconcile, orb_source.sandbox
+import orb_source, orb_source.cli, orb_source.reconcile, orb_source.summary, orb_source.sandbox
 from orb_source.runner import PipelineBusy, make_pipeline, run_lock
 
 pipeline = make_pipeline(pipelines_dir=sys.argv[1])
