@@ -32,7 +32,6 @@ from .summary import (
     one_line,
     package_version,
     terminal_progress,
-    to_json,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -158,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
             _write_json(args.summary_json, failed)
         raise
     if args.summary_json:
-        _write_json(args.summary_json, to_json(report))
+        _write_json(args.summary_json, report.to_json())
     print(one_line(report) if args.quiet else report.format())
     return EXIT_OK
 

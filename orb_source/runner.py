@@ -29,7 +29,7 @@ from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
 from .schema import loaded_columns, schema_changes
 from .source import orb
-from .summary import captured_warnings, location, render
+from .summary import captured_warnings, location, render, to_json
 from .sweep import remove_replayed_rows, sweep_deletions
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,10 @@ class RunReport:
 
     def format(self) -> str:
         return render(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--summary-json` document (README, "Monitoring")."""
+        return to_json(self)
 
 
 def orb_credentials() -> tuple[str, str]:
