@@ -105,9 +105,9 @@ class AmountTotal:
     def to_json(self) -> dict[str, Any]:
         return {
             "currency": self.currency,
-            "api": str(self.api),
-            "destination": str(self.destination),
-            "difference": str(self.difference),
+            "api": plain(self.api),
+            "destination": plain(self.destination),
+            "difference": plain(self.difference),
         }
 
 
@@ -195,7 +195,9 @@ def _amounts(table: TableDrift) -> str:
     differences = table.amount_differences
     if not differences:
         return "equal"
-    return ", ".join(f"{t.currency or 'all'} {t.difference:+}" for t in differences)
+    return ", ".join(
+        " ".join(filter(None, (t.currency, plain(t.difference, sign=True)))) for t in differences
+    )
 
 
 def _details(table: TableDrift) -> Iterator[str]:
@@ -204,10 +206,17 @@ def _details(table: TableDrift) -> Iterator[str]:
             more = f" (+{len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else ""
             yield f"{table.table}: {kind} {', '.join(ids[:SHOWN_IDS])}{more}"
     for total in table.amount_differences:
+        currency = f" {total.currency}" if total.currency else ""
         yield (
-            f"{table.table}: {table.amount} total {total.currency or '(all currencies)'}:"
-            f" Orb {total.api}, destination {total.destination} ({total.difference:+})"
+            f"{table.table}: sum({table.amount}){currency}: Orb {plain(total.api)},"
+            f" destination {plain(total.destination)} ({plain(total.difference, sign=True)})"
         )
+
+
+def plain(value: Decimal, sign: bool = False) -> str:
+    """A decimal with every significant digit and no padding zeros or exponent."""
+    text = f"{value.normalize():f}"
+    return f"+{text}" if sign and value > 0 else text
 
 
 def reconcile(
