@@ -99,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    _add_destination_options(parser)
+    _add_destination_options(
+        parser, " (invoices and invoice_line_items come from one listing: either selects both)"
+    )
     parser.add_argument(
         "--summary-json",
         type=Path,
@@ -120,13 +122,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_destination_options(parser: argparse.ArgumentParser) -> None:
+def _add_destination_options(parser: argparse.ArgumentParser, resources_note: str = "") -> None:
     parser.add_argument(
         "--resources",
         type=_table_list,
         default=None,
-        help=f"comma-separated tables: {', '.join(TABLES)} "
-        "(invoices and invoice_line_items come from one listing: either selects both)",
+        help=f"comma-separated tables: {', '.join(TABLES)}{resources_note}",
     )
     parser.add_argument(
         "--destination", default="duckdb", help="any dlt destination (default: duckdb)"
