@@ -15,7 +15,7 @@ import pytest
 from orb_source.catalog import TABLES
 from orb_source.reconcile import CHECKS
 from orb_source.runner import make_pipeline, run_pipeline
-from orb_source.sandbox import Account, SandboxServer
+from orb_source.sandbox import Account, Fault, SandboxServer
 from tests.cli import run_cli
 
 
@@ -183,3 +183,25 @@ def copy_row(pipeline: dlt.Pipeline, table: str, row_id: str, new_id: str) -> No
             *[replaced[c] for c in columns if c in replaced],
             row_id,
         )
+
+
+def test_a_listing_that_fails_is_exit_1_without_a_table(sandbox: SandboxServer) -> None:
+    """Orb failing beyond every retry: the check names the cause and reports no drift table."""
+    run_pipeline(resources=["plans"])
+    sandbox.inject(Fault("status", path=r"^/plans$", status=503))
+
+    done = run_cli(
+        "reconcile",
+        "--resources",
+        "plans",
+        env={"SOURCES__ORB__MAX_ATTEMPTS": "2", "SOURCES__ORB__REQUEST_TIMEOUT": "2"},
+    )
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    *retries, failure = done.stderr.strip().splitlines()
+    assert failure == (
+        "orb-pipeline: Reconcile failed: Orb API 503 on /plans: Service unavailable"
+        " (Injected 503 response)"
+    )
+    assert len(retries) == 1 and "INFO retrying after Orb API 503 on /plans" in retries[0]
