@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test run bench lint clean postgres report
+.PHONY: demo test test-airflow run bench lint clean postgres report
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ test: $(STAMP) postgres
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+# The Airflow DAG's test, in a venv of its own (Airflow brings many packages): `make test`
+# skips that test and stays free of Airflow.
+AIRFLOW_VENV := .venv-airflow
+test-airflow: postgres
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet -e ".[test,postgres]" "apache-airflow>=3.1,<4"
+	$(AIRFLOW_VENV)/bin/pytest -m airflow tests/test_deploy.py
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --results benchmarks/RESULTS.md
 
@@ -44,4 +53,4 @@ postgres:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 clean:
-	rm -rf $(VENV) .pytest_cache orb_billing.duckdb orb_demo.duckdb reports
+	rm -rf $(VENV) $(AIRFLOW_VENV) .pytest_cache orb_billing.duckdb orb_demo.duckdb reports

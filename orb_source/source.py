@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from dlt.extract import DltResource
 
 from .arrow import arrow_items, quiet_declared_hints
 from .catalog import CATALOG, Endpoint, Scope, Sync
-from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats
+from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats, counted_for
 from .schema import (
     mismatched_types,
     nested_hints,
@@ -186,24 +187,30 @@ def endpoint_resources(ctx: SyncContext, endpoint: Endpoint, output: Output) -> 
 def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable[[], Iterator[Any]]:
     """The generator behind one resource: its strategy's pages, shaped into rows."""
 
-    def pages() -> Iterator[tuple[str | None, Page]]:
-        state = listing_state(endpoint)
-        if endpoint.scope is Scope.CUSTOMER:
-            yield from read_per_customer(ctx, endpoint, state)
-        else:
-            for page in READERS[endpoint.sync](ctx, endpoint, state):
-                yield None, page
-
     def rows() -> Iterator[Any]:
+        started, read, children = time.monotonic(), 0, 0
         batch: list[Row] = []
-        for customer_id, page in pages():
+        pages = endpoint_pages(ctx, endpoint, listing_state(endpoint))
+        for customer_id, page in counted_for(endpoint.table, pages):
             shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
             _warn_drift(endpoint.table, shaped, ctx.schema_changes)
+            read += len(shaped)
+            if endpoint.child_table:
+                children += sum(len(row.get(endpoint.child_table[0]) or ()) for row in shaped)
             batch.extend(shaped)
             if len(batch) >= BATCH_ROWS:
                 yield from output.emit(endpoint.table, batch)
                 batch = []
         yield from output.emit(endpoint.table, batch)
+        also = f" (and {children:,} {endpoint.child_table[1]})" if endpoint.child_table else ""
+        logger.info(
+            "%s: %s rows read%s, %s requests, %.1f s",
+            endpoint.table,
+            f"{read:,}",
+            also,
+            f"{ctx.client.stats.by_table.get(endpoint.table, 0):,}",
+            time.monotonic() - started,
+        )
 
     return rows
 
@@ -226,6 +233,18 @@ def listing_state(endpoint: Endpoint) -> State:
     # Earlier versions held it on a hidden page resource, which dlt's drop never reset.
     dlt.current.source_state().get("resources", {}).pop(f"{endpoint.table}_pages", None)
     return state
+
+
+def endpoint_pages(
+    ctx: SyncContext, endpoint: Endpoint, state: State
+) -> Iterator[tuple[str | None, Page]]:
+    """The endpoint's pages by its strategy, with the customer each was listed for (None
+    for account-wide listings)."""
+    if endpoint.scope is Scope.CUSTOMER:
+        yield from read_per_customer(ctx, endpoint, state)
+    else:
+        for page in READERS[endpoint.sync](ctx, endpoint, state):
+            yield None, page
 
 
 def _warn_drift(table: str, rows: list[Row], reported: set[str]) -> None:

@@ -22,7 +22,7 @@ from dlt.common.schema import Schema
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
-from .catalog import CATALOG, CHILD_TABLES, Scope
+from .catalog import CATALOG, CHILD_TABLES, TABLES, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +34,15 @@ CUSTOMER_CHILDREN: tuple[str, ...] = tuple(
 """Tables whose rows follow their customer when it is deleted."""
 
 
-def sweep_deletions(pipeline: dlt.Pipeline) -> None:
-    """Apply every deletion rule to the pipeline's destination."""
+def sweep_deletions(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Apply every deletion rule to the pipeline's destination; the rows it marked deleted,
+    per table (rows marked by an earlier sweep are not counted again)."""
     listings = pipeline.state.get("sources", {}).get("orb", {}).get("listings", {})
     with pipeline.sql_client() as sql:
+        before = _deleted_rows(sql)
         apply_rules(sql, listings, pipeline.default_schema)
+        after = _deleted_rows(sql)
+    return {table: after[table] - before[table] for table in TABLES}
 
 
 def apply_rules(sql: SqlClientBase[Any], listings: Mapping[str, Any], schema: Schema) -> None:
@@ -55,6 +59,19 @@ def apply_rules(sql: SqlClientBase[Any], listings: Mapping[str, Any], schema: Sc
         _follow_parent(sql, child, parent, link)
     for table, root in _standalone_children(schema):
         _drop_replaced_children(sql, table, root, schema.loads_table_name)
+
+
+def _deleted_rows(sql: SqlClientBase[Any]) -> dict[str, int]:
+    """Rows marked deleted, per table; a table not loaded yet has none."""
+    counts: dict[str, int] = {}
+    for table in TABLES:
+        name = sql.make_qualified_table_name(table)
+        try:
+            rows = sql.execute_sql(f"SELECT count(*) FROM {name} WHERE deleted_at IS NOT NULL")
+        except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+            rows = None
+        counts[table] = int(rows[0][0]) if rows else 0
+    return counts
 
 
 def remove_replayed_rows(pipeline: dlt.Pipeline) -> None:
