@@ -1,4 +1,6 @@
-"""`python -m benchmarks [incremental|fanout|cpu ...] [--quick] [--results FILE]` (`make bench`).
+"""`python -m benchmarks [incremental|fanout|cpu|postgres ...] [--quick] [--results FILE]`.
+
+`make bench` runs them all.
 
 Prints each benchmark's figures as markdown; `--results` also writes them, with the machine
 and date, to a file such as benchmarks/RESULTS.md.
@@ -14,13 +16,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import cpu, fanout, incremental
+from . import cpu, fanout, incremental, postgres
 from .common import BenchmarkError, Section, machine
 
 BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "incremental": incremental.run,
     "fanout": fanout.run,
     "cpu": cpu.run,
+    "postgres": postgres.run,
 }
 
 

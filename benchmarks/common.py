@@ -204,21 +204,36 @@ class Workspace:
         else:
             print(f"(kept {self.path} for inspection)", file=sys.stderr)
 
-    def run(self, base_url: str, api_key: str, **kwargs: Any) -> dict[str, Any]:
-        """`run_pipeline(**kwargs)` in a fresh process against the sandbox at `base_url`."""
+    def run(
+        self,
+        base_url: str,
+        api_key: str,
+        destination: str = "duckdb",
+        credentials: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """`run_pipeline(**kwargs)` in a fresh process against the sandbox at `base_url`, into
+        `destination` (DuckDB: the workspace's file; others: `credentials`)."""
         self.runs += 1
         spec_path = self.path / f"run{self.runs}.spec.json"
         result_path = self.path / f"run{self.runs}.result.json"
         log_path = self.path / f"run{self.runs}.log"
         spec_path.write_text(
-            json.dumps({"pipelines_dir": str(self.path / "pipelines"), "kwargs": kwargs})
+            json.dumps(
+                {
+                    "pipelines_dir": str(self.path / "pipelines"),
+                    "destination": destination,
+                    "kwargs": kwargs,
+                }
+            )
         )
         env = _child_env(
             {
                 "ORB_API_KEY": api_key,
                 "ORB_BASE_URL": base_url,
                 "DLT_DATA_DIR": str(self.path / "dlt"),
-                "DESTINATION__DUCKDB__CREDENTIALS": str(self.duckdb_file),
+                f"DESTINATION__{destination.upper()}__CREDENTIALS": credentials
+                or str(self.duckdb_file),
             }
         )
         with log_path.open("w") as log:

@@ -34,11 +34,16 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.schema.typing import TTableSchemaColumns
+from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
 from dlt.extract.items import DataItemWithMeta
 
 from .lakehouse import open_table_format
 from .schema import SHAPES, Shape, table_columns, write_disposition
+
+# pyarrow imports pandas, when it is installed, the first time it converts Python objects. Done
+# in an extract thread, that import races dlt's checks for DataFrames in the other threads,
+# which see a half-imported module and fail the run; one conversion here imports it up front.
+pa.array([])
 
 MAX_NESTING = 2
 """The source's `max_table_nesting`: arrays deeper than this are JSON."""
@@ -53,11 +58,20 @@ ARROW_TYPES: Mapping[str, pa.DataType] = {
     "bigint": pa.int64(),
     "bool": pa.bool_(),
 }
+ROW_KEY: TColumnSchema = {
+    "name": "_dlt_id",
+    "data_type": "text",
+    "nullable": False,
+    "unique": True,
+    "row_key": True,
+}
+"""Declared as dlt declares it on the tables it normalizes: warehouses that index unique
+columns (PostgreSQL) then index it, which the sweep's and dlt's merge joins need."""
 LINK_COLUMNS: TTableSchemaColumns = {
     "_dlt_parent_id": {"name": "_dlt_parent_id", "data_type": "text", "nullable": False},
     "_dlt_root_id": {"name": "_dlt_root_id", "data_type": "text", "nullable": False},
     "_dlt_list_idx": {"name": "_dlt_list_idx", "data_type": "bigint", "nullable": False},
-    "_dlt_id": {"name": "_dlt_id", "data_type": "text", "nullable": False},
+    "_dlt_id": ROW_KEY,
 }
 
 Row = dict[str, Any]
@@ -483,7 +497,7 @@ def _json_columns(root: str, table: str) -> frozenset[str]:
 
 def _declared(root: str, table: str) -> TTableSchemaColumns:
     if table == root:
-        return table_columns(root)
+        return {**table_columns(root), "_dlt_id": ROW_KEY}
     shape = _shape(root, table)
     return {**(shape.columns() if shape else {}), **LINK_COLUMNS}
 
@@ -501,7 +515,7 @@ def _hints(root: str, table: str, first_load: bool, table_format: str | None) ->
             table_name=table,
             primary_key="id",
             write_disposition=disposition,
-            columns=table_columns(root),
+            columns=_declared(root, root),
             table_format=open_format,
         )
     if open_format:

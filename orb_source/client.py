@@ -7,16 +7,19 @@ which parses JSON numbers as `Decimal` so that no amount ever passes through a f
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
@@ -36,6 +39,7 @@ PAGE_SIZE = 100
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0
 
+T = TypeVar("T")
 Params = Mapping[str, str | int | bool | list[str]]
 Page = list[dict[str, Any]]
 
@@ -173,6 +177,30 @@ class ServerClock:
         return datetime.fromtimestamp(local + self._offset, UTC)
 
 
+REQUESTS_FOR: ContextVar[str | None] = ContextVar("orb_requests_for", default=None)
+"""The table the requests made in this context serve, for the per-table counts of the run
+summary. Work handed to other threads carries it along (`in_context`)."""
+
+
+def counted_for(table: str, items: Iterator[T]) -> Iterator[T]:
+    """Iterate `items` with every request it makes counted for `table`. Set around each step,
+    not once: dlt may run each step of a generator on another of its threads."""
+    while True:
+        token = REQUESTS_FOR.set(table)
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        finally:
+            REQUESTS_FOR.reset(token)
+        yield item
+
+
+def in_context(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn` bound to the caller's context, to run on a pool thread (`pool.submit`)."""
+    return functools.partial(contextvars.copy_context().run, fn)
+
+
 @dataclass
 class RequestStats:
     """Counts kept for the run summary and the benchmarks."""
@@ -181,12 +209,18 @@ class RequestStats:
     retries: int = 0
     throttled: int = 0
     by_class: dict[str, int] = field(default_factory=dict)
+    by_table: dict[str, int] = field(default_factory=dict)
+    """Requests per table (`REQUESTS_FOR`); the shared customer listing counts for the table
+    that asked for it first."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, klass: str) -> None:
+        table = REQUESTS_FOR.get()
         with self._lock:
             self.requests += 1
             self.by_class[klass] = self.by_class.get(klass, 0) + 1
+            if table is not None:
+                self.by_table[table] = self.by_table.get(table, 0) + 1
 
     def count_retry(self, throttled: bool) -> None:
         with self._lock:
@@ -252,6 +286,7 @@ class OrbClient:
         timeout: float = 30.0,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
+        retry_log_level: int = logging.INFO,
         transport: httpx.BaseTransport | None = None,
         stats: RequestStats | None = None,
     ) -> None:
@@ -268,6 +303,8 @@ class OrbClient:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.retry_log_level = retry_log_level
+        """A preflight check logs its retries at DEBUG: it reports its outcome in one line."""
         self._in_flight = threading.BoundedSemaphore(max_concurrency)
         self._prefetch = ThreadPoolExecutor(max_concurrency, thread_name_prefix="orb-prefetch")
         self._http = httpx.Client(
@@ -329,7 +366,9 @@ class OrbClient:
                 if cursor in seen_cursors:
                     raise OrbResponseError(f"Orb repeated a pagination cursor on {path}; stopping")
                 seen_cursors.add(cursor)
-                following = self._prefetch.submit(self.get, path, {**query, "cursor": cursor})
+                following = self._prefetch.submit(
+                    in_context(self.get), path, {**query, "cursor": cursor}
+                )
             if data:
                 yield data
             if not cursor or not data:
@@ -380,7 +419,12 @@ class OrbClient:
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         self.stats.count_retry(isinstance(exc, _RetryableStatus) and exc.error.status == 429)
-        logger.info("retrying after %s (attempt %d)", _describe(exc), state.attempt_number)
+        logger.log(
+            self.retry_log_level,
+            "retrying after %s (attempt %d)",
+            _describe(exc),
+            state.attempt_number,
+        )
 
 
 def _unwrap_page(body: Any, path: str) -> tuple[Page, str | None]:

@@ -54,8 +54,10 @@ def next_steps() -> str:
             "Next steps:",
             "  Query it:",
             f"    .venv/bin/python -c \"import duckdb; print(duckdb.connect('{DEMO_FILE}').sql("
-            f"'select status, count(*), sum(total) from {DEFAULT_DATASET}.invoices"
-            " where deleted_at is null group by 1'))\"",
+            f"'select currency, status, count(*), sum(total) from {DEFAULT_DATASET}.invoices"
+            " where deleted_at is null group by 1, 2 order by 1, 2'))\"",
+            "  Reports: `make report` writes reports/revenue.html and reports/credits.html;",
+            "    or open notebooks/revenue.ipynb and notebooks/credits.ipynb in Jupyter.",
             "  Sync your Orb account into ./orb_billing.duckdb:",
             "    export ORB_API_KEY=...   # Orb: Settings > API keys",
             "    make run                 # = .venv/bin/orb-pipeline run",

@@ -72,11 +72,22 @@ def causes(error: BaseException) -> list[BaseException]:
         chain.append(inner)
 
 
-def describe(error: BaseException) -> tuple[int, str]:
-    """The exit code and message for a failure."""
+def cause_of(error: BaseException) -> BaseException:
+    """The error that says what happened: ours where there is one, else the innermost."""
     chain = causes(error)
     ours = (OrbError, ConfigurationError, PipelineBusy, DestinationLocked, DeletionsNotMarked)
-    cause = next((c for c in chain if isinstance(c, ours)), chain[-1])
+    return next((c for c in chain if isinstance(c, ours)), chain[-1])
+
+
+def first_line(error: BaseException) -> str:
+    """The cause in one line, never blank."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def describe(error: BaseException) -> tuple[int, str]:
+    """The exit code and message for a failure."""
+    cause = cause_of(error)
     if isinstance(cause, ConfigurationError | OrbAuthError):
         return EXIT_CONFIG, str(cause)
     locked = cause if isinstance(cause, DestinationLocked) else locked_file(error)
@@ -84,7 +95,8 @@ def describe(error: BaseException) -> tuple[int, str]:
         return EXIT_FAILED, str(locked)
     if isinstance(cause, PipelineBusy):
         return EXIT_FAILED, str(cause)
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    chain = causes(error)
+    text = first_line(cause)
     passes = passes_on_its_own(cause) or any(isinstance(c, TransientException) for c in chain)
     if isinstance(cause, DeletionsNotMarked):
         outlook = "the next run sweeps again" if passes else DEBUG_HINT

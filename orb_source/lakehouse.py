@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,8 @@ from dlt.common.normalizers.json.relational import DataItemNormalizer
 from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnName, TTableFormat
 from dlt.common.schema.utils import get_inherited_table_hint
+
+from .catalog import TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +115,9 @@ def read_open_table(pipeline: dlt.Pipeline, table: str, columns: list[str]) -> p
         return _OpenTables(client, pipeline.default_schema).read(table, columns)
 
 
-def sweep_open_tables(pipeline: dlt.Pipeline, listings: Mapping[str, Any]) -> None:
-    """`sweep.sweep_deletions` for Delta and Iceberg tables: the same rules, in the same order.
-    Plain Parquet tables are not swept."""
+def sweep_open_tables(pipeline: dlt.Pipeline, listings: Mapping[str, Any]) -> dict[str, int]:
+    """`sweep.sweep_deletions` for Delta and Iceberg tables: the same rules, in the same order,
+    and the rows it marked deleted per table. Plain Parquet tables are not swept."""
     from .sweep import CHILD_TABLES, CUSTOMER_CHILDREN, _with_child_listings
 
     schema = pipeline.default_schema
@@ -131,6 +134,7 @@ def sweep_open_tables(pipeline: dlt.Pipeline, listings: Mapping[str, Any]) -> No
             _follow_parent(tables, child, parent, link)
         for table, root in _child_tables(schema):
             _drop_replaced_children(tables, table, root)
+    return {table: tables.marked.get(table, 0) for table in TABLES}
 
 
 class _OpenTables:
@@ -145,6 +149,8 @@ class _OpenTables:
         }
         self.formats = {name: f for name, f in formats.items() if f in MERGING_FORMATS}
         self.handles: dict[str, Any] = {}
+        self.marked: Counter[str] = Counter()
+        """Rows marked deleted, per table: each rule only marks rows not marked yet."""
 
     def read(self, table: str, columns: list[str]) -> pa.Table | None:
         handle = self._handle(table)
@@ -159,6 +165,7 @@ class _OpenTables:
         """Set `deleted_at` to the value given with each `_dlt_id` in `changes`."""
         if not changes.num_rows:
             return
+        self.marked[table] += changes.num_rows
         handle = self._handle(table)
         if self.formats[table] == "delta":
             merge = handle.merge(

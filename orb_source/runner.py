@@ -9,20 +9,23 @@ extract, normalize, load, then sweep deletions.
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import dlt
 from dlt.common.destination import Destination
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
+from dlt.common.runtime.collector import NULL_COLLECTOR
+from dlt.pipeline.progress import TCollectorArg
+from filelock import FileLock, Timeout
 
 from .account import check_account
 from .catalog import EMITTED_ONCE, TABLES, read_together
@@ -37,8 +40,10 @@ from .client import (
 from .destinations import check_destination, resolve_destination
 from .failures import ConfigurationError, DeletionsNotMarked, PipelineBusy
 from .lakehouse import TABLE_FORMATS, announce, missing_library, with_default_bucket
+from .reporting import create_views
 from .schema import loaded_columns, schema_changes
 from .source import orb
+from .summary import captured_warnings, location, render, to_json
 from .sweep import remove_replayed_rows, sweep_deletions
 
 logger = logging.getLogger(__name__)
@@ -51,7 +56,13 @@ DEFAULT_DATASET = "orb"
 class TableSummary:
     table: str
     rows: int
+    """Rows loaded: rows of this run's load packages that reached the destination."""
     seconds: float
+    read: int = 0
+    """Rows read from Orb and extracted."""
+    deleted: int = 0
+    """Rows the deletion sweep marked deleted in this run."""
+    requests: int = 0
 
 
 @dataclass
@@ -60,16 +71,20 @@ class RunReport:
     tables: list[TableSummary] = field(default_factory=list)
     schema_changes: list[str] = field(default_factory=list)
     requests: RequestStats = field(default_factory=RequestStats)
+    destination: str = ""
+    dataset: str = ""
+    location: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Every warning the run logged (schema changes, vanished customers, recoveries)."""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
     def format(self) -> str:
-        width = max([len(t.table) for t in self.tables] + [5])
-        lines = [f"{'table':<{width}}  {'rows':>9}  {'seconds':>7}"]
-        lines += [f"{t.table:<{width}}  {t.rows:>9,}  {t.seconds:>7.1f}" for t in self.tables]
-        total = sum(t.rows for t in self.tables)
-        lines.append(f"{'total':<{width}}  {total:>9,}")
-        lines.append(self.requests.format())
-        lines += [f"warning: schema {change}" for change in self.schema_changes]
-        return "\n".join(lines)
+        return render(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--summary-json` document (README, "Monitoring")."""
+        return to_json(self)
 
 
 def orb_credentials() -> tuple[str, str]:
@@ -86,14 +101,27 @@ def make_pipeline(
     dataset_name: str = DEFAULT_DATASET,
     pipelines_dir: str | None = None,
     pipeline_name: str = PIPELINE_NAME,
+    progress: TCollectorArg = NULL_COLLECTOR,
 ) -> dlt.Pipeline:
     """The `orb_billing` pipeline; DuckDB writes `orb_billing.duckdb` in the working directory,
-    the filesystem destination `orb_billing_lake/` unless its `bucket_url` is set."""
+    the filesystem destination `orb_billing_lake/` unless its `bucket_url` is set.
+    `progress` is one of dlt's progress collectors (`"tqdm"`, `"log"`, ...).
+
+    dlt puts a DuckDB file given by a relative path (or none) in the folder where the pipeline
+    first ran; the pipeline is told the current one instead, so the run and dlt's own commands
+    (`dlt pipeline orb_billing ...`) open the file the README promises.
+    """
+    pipelines_dir = pipelines_dir or get_dlt_pipelines_dir()
+    name = destination if isinstance(destination, str) else destination.destination_name
+    if name == "duckdb":
+        located = dlt.pipeline(pipeline_name=pipeline_name, pipelines_dir=pipelines_dir)
+        located.set_local_state_val("initial_cwd", os.path.abspath(os.getcwd()))
     return dlt.pipeline(
         pipeline_name=pipeline_name,
-        pipelines_dir=pipelines_dir or get_dlt_pipelines_dir(),
+        pipelines_dir=pipelines_dir,
         destination=with_default_bucket(destination),
         dataset_name=dataset_name,
+        progress=progress,
     )
 
 
@@ -115,7 +143,14 @@ def validate_options(resources: Sequence[str] | None, start_date: str | None) ->
 def preflight_client(api_key: str, base_url: str, max_attempts: int, timeout: float) -> OrbClient:
     """A client for the checks before a run: transient answers are retried as in the run,
     with short pauses so a wrong URL fails fast."""
-    return OrbClient(api_key, base_url, max_attempts=max_attempts, timeout=timeout, backoff_max=1.0)
+    return OrbClient(
+        api_key,
+        base_url,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        backoff_max=1.0,
+        retry_log_level=logging.DEBUG,
+    )
 
 
 def resolve_table_format(pipeline: dlt.Pipeline, table_format: str | None) -> str | None:
@@ -168,15 +203,21 @@ def run_pipeline(
     full_refresh: bool = False,
     start_date: str | None = None,
     pipeline: dlt.Pipeline | None = None,
+    views: bool = True,
+    reporting_schema: str | None = None,
+    progress: TCollectorArg = NULL_COLLECTOR,
     table_format: str | None = None,
     **source_options: Any,
 ) -> RunReport:
-    """Sync Orb into the destination; incremental unless `full_refresh`. `table_format`:
-    `delta` (default), `iceberg` or `parquet` on the filesystem destination (`lakehouse.py`)."""
+    """Sync Orb into the destination; incremental unless `full_refresh`. After the load the
+    reporting views are created or replaced in `reporting_schema` unless `views` is False.
+    `table_format`: `delta` (default), `iceberg` or `parquet` on the filesystem destination
+    (`lakehouse.py`)."""
+    started_at = datetime.now(UTC)
     validate_options(resources, start_date)
     if pipeline is None:
         factory = resolve_destination(with_default_bucket(destination))
-        pipeline = make_pipeline(factory, dataset_name)
+        pipeline = make_pipeline(factory, dataset_name, progress=progress)
     table_format = resolve_table_format(pipeline, table_format)
     if table_format:
         announce(table_format)
@@ -184,13 +225,13 @@ def run_pipeline(
     timeout = source_options.get("request_timeout", 30.0)
     api_key, base_url = orb_credentials()
     check_connection(api_key, base_url, max_attempts=attempts, timeout=timeout)
-    with run_lock(pipeline), fewer_gc_pauses():
+    with run_lock(pipeline), fewer_gc_pauses(), captured_warnings() as warnings:
         check_destination(pipeline)
         restore_state(pipeline)
         pipeline = forget_state_without_data(pipeline)
         with preflight_client(api_key, base_url, attempts, timeout) as client:
             replace = check_account(pipeline, client, full_refresh)
-        finish_pending(pipeline)
+        recovered = finish_pending(pipeline)
         stats, drift = RequestStats(), set[str]()
         source = orb(
             full_refresh=full_refresh,
@@ -217,9 +258,23 @@ def run_pipeline(
         for change in changes:
             logger.warning("schema %s", change)
         load_info = pipeline.load()
-        sweep_after_load(pipeline)
-    summaries = _table_summaries(extract_info, normalize_info.row_counts)
-    return RunReport(load_info, summaries, sorted(drift) + changes, stats)
+        deleted = Counter(sweep_after_load(pipeline)) + recovered.deleted
+        loaded = Counter(normalize_info.row_counts) + recovered.loaded
+        if views:
+            create_views(pipeline, reporting_schema)
+    tables = read_together(resources) if resources else TABLES
+    return RunReport(
+        load_info,
+        _table_summaries(extract_info, loaded, deleted, stats.by_table, tables),
+        sorted(drift) + changes,
+        stats,
+        destination=pipeline.destination.destination_name if pipeline.destination else "",
+        dataset=pipeline.dataset_name,
+        location=location(pipeline),
+        warnings=warnings,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+    )
 
 
 def restore_state(pipeline: dlt.Pipeline) -> None:
@@ -246,20 +301,30 @@ def forget_state_without_data(pipeline: dlt.Pipeline) -> dlt.Pipeline:
     return pipeline.drop()
 
 
-def finish_pending(pipeline: dlt.Pipeline) -> None:
+@dataclass(frozen=True)
+class Recovered:
+    """Rows a crashed run's package brought in, and those its sweep marked deleted."""
+
+    loaded: Counter[str] = field(default_factory=Counter)
+    deleted: Counter[str] = field(default_factory=Counter)
+
+
+def finish_pending(pipeline: dlt.Pipeline) -> Recovered:
     """Load what a crashed run extracted, so its state and data land together."""
-    if pipeline.has_pending_data:
-        pipeline.normalize()
-        pipeline.load()
-        remove_replayed_rows(pipeline)
-        sweep_after_load(pipeline)
+    if not pipeline.has_pending_data:
+        return Recovered()
+    logger.warning("finishing the load a previous run left unfinished")
+    normalized = pipeline.normalize()
+    pipeline.load()
+    remove_replayed_rows(pipeline)
+    return Recovered(Counter(normalized.row_counts), Counter(sweep_after_load(pipeline)))
 
 
-def sweep_after_load(pipeline: dlt.Pipeline) -> None:
+def sweep_after_load(pipeline: dlt.Pipeline) -> dict[str, int]:
     """Mark deletions; a failure here comes after the data and cursors were committed, which
     the error must say (the sweep reads only the destination, so the next run sweeps again)."""
     try:
-        sweep_deletions(pipeline)
+        return sweep_deletions(pipeline)
     except Exception as exc:
         raise DeletionsNotMarked(
             f"the data is loaded, but marking deletions failed: {exc}"
@@ -294,40 +359,70 @@ def fewer_gc_pauses() -> Iterator[None]:
 
 @contextmanager
 def run_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
-    """One run per pipeline at a time; the OS frees the lock if the process dies. The lock
-    file sits beside the pipeline's folder, which a reset may delete."""
+    """One run per pipeline at a time; the OS frees the lock if the process dies (`filelock`:
+    `flock` on POSIX, `msvcrt` on Windows). The lock file sits beside the pipeline's folder,
+    which a reset may delete."""
     path = Path(pipeline.pipelines_dir) / f"{pipeline.pipeline_name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PipelineBusy(
-                f"Another run of pipeline {pipeline.pipeline_name} is in progress; not starting."
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise PipelineBusy(
+            f"Another run of pipeline {pipeline.pipeline_name} is in progress; not starting."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+FILE_FORMATS = {
+    "duckdb": "parquet",
+    "motherduck": "parquet",
+    "postgres": "csv",
+    "filesystem": "parquet",
+}
+"""dlt's default, SQL INSERT statements, was 50-90x slower on DuckDB than Parquet, and on
+PostgreSQL writing them took most of the run: CSV goes through `COPY`, written by Arrow. The
+filesystem destination's default, JSON lines, would store money as text."""
 
 
 def _file_format(pipeline: dlt.Pipeline) -> Any:
-    """Parquet for DuckDB: dlt's default insert path is 50-90x slower there. Parquet for the
-    filesystem destination: its default, JSON lines, would store money as text."""
     name = pipeline.destination.destination_name if pipeline.destination else ""
-    return "parquet" if name in ("duckdb", "motherduck", "filesystem") else None
+    if FILE_FORMATS.get(name) == "csv":
+        # gzip took 60% of normalize on the CPU benchmark; PostgreSQL copies from local disk
+        dlt.config["normalize.data_writer.disable_compression"] = True
+    return FILE_FORMATS.get(name)
 
 
-def _table_summaries(extract_info: Any, row_counts: dict[str, int]) -> list[TableSummary]:
+def _table_summaries(
+    extract_info: Any,
+    loaded: Mapping[str, int],
+    deleted: Mapping[str, int],
+    requests: Mapping[str, int],
+    tables: Sequence[str],
+) -> list[TableSummary]:
+    """Every table of the run, those with no rows included, and any other the sweep marked."""
     metrics = [m for load_id in extract_info.loads_ids for m in extract_info.metrics[load_id]]
     seconds: dict[str, float] = {}
+    read: Counter[str] = Counter()
     for step in metrics:
         for name, resource in step["resource_metrics"].items():
             seconds[name] = max(
                 seconds.get(name, 0.0), resource.last_modified - step["started_at"].timestamp()
             )
+        for name, table in step["table_metrics"].items():
+            read[name] += table.items_count
     return [
-        TableSummary(table, row_counts.get(table, 0), seconds.get(table, 0.0))
+        TableSummary(
+            table,
+            loaded.get(table, 0),
+            seconds.get(table, 0.0),
+            read[table],
+            deleted.get(table, 0),
+            requests.get(table, 0),
+        )
         for table in TABLES
-        if table in row_counts or table in seconds
+        if table in tables or deleted.get(table)
     ]

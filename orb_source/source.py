@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from dlt.extract import DltResource
 
 from .arrow import arrow_items, quiet_declared_hints
 from .catalog import CATALOG, EMITTED_ONCE, TABLES, Endpoint, Scope, Sync
-from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats
+from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats, counted_for
 from .lakehouse import MERGING_FORMATS, open_table_format, propagate_load_id
 from .schema import (
     mismatched_types,
@@ -218,26 +219,64 @@ def endpoint_resources(ctx: SyncContext, endpoint: Endpoint, output: Output) -> 
 def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable[[], Iterator[Any]]:
     """The generator behind one resource: its strategy's pages, shaped into rows."""
 
-    def pages() -> Iterator[tuple[str | None, Page]]:
-        state = dlt.current.resource_state()
-        if endpoint.scope is Scope.CUSTOMER:
-            yield from read_per_customer(ctx, endpoint, state)
-        else:
-            for page in READERS[endpoint.sync](ctx, endpoint, state):
-                yield None, page
-
     def rows() -> Iterator[Any]:
+        started, read, children = time.monotonic(), 0, 0
         batch: list[Row] = []
-        for customer_id, page in pages():
+        pages = endpoint_pages(ctx, endpoint, listing_state(endpoint))
+        for customer_id, page in counted_for(endpoint.table, pages):
             shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
             _warn_drift(endpoint.table, shaped, ctx.schema_changes)
+            read += len(shaped)
+            if endpoint.child_table:
+                children += sum(len(row.get(endpoint.child_table[0]) or ()) for row in shaped)
             batch.extend(shaped)
             if len(batch) >= BATCH_ROWS:
                 yield from output.emit(endpoint.table, batch)
                 batch = []
         yield from output.emit(endpoint.table, batch)
+        also = f" (and {children:,} {endpoint.child_table[1]})" if endpoint.child_table else ""
+        logger.info(
+            "%s: %s rows read%s, %s requests, %.1f s",
+            endpoint.table,
+            f"{read:,}",
+            also,
+            f"{ctx.client.stats.by_table.get(endpoint.table, 0):,}",
+            time.monotonic() - started,
+        )
 
     return rows
+
+
+def listing_state(endpoint: Endpoint) -> State:
+    """The state of an endpoint's listing (cursors, open sets), held by its table's resource.
+
+    dlt's `pipeline drop <table>` resets the state of the resource that fills the table, and
+    the next run then lists it from scratch. A listing that fills two tables (invoices and
+    their line items) keeps its state on the first table's resource and a mark on the
+    second's, so dropping either table resets both.
+    """
+    state = dlt.current.resource_state(endpoint.table)
+    if endpoint.child_table is None:
+        return state
+    mark = dlt.current.resource_state(endpoint.child_table[1])
+    if mark.get("listing_state_of") != endpoint.table:
+        state.clear()
+        mark["listing_state_of"] = endpoint.table
+    # Earlier versions held it on a hidden page resource, which dlt's drop never reset.
+    dlt.current.source_state().get("resources", {}).pop(f"{endpoint.table}_pages", None)
+    return state
+
+
+def endpoint_pages(
+    ctx: SyncContext, endpoint: Endpoint, state: State
+) -> Iterator[tuple[str | None, Page]]:
+    """The endpoint's pages by its strategy, with the customer each was listed for (None
+    for account-wide listings)."""
+    if endpoint.scope is Scope.CUSTOMER:
+        yield from read_per_customer(ctx, endpoint, state)
+    else:
+        for page in READERS[endpoint.sync](ctx, endpoint, state):
+            yield None, page
 
 
 def _warn_drift(table: str, rows: list[Row], reported: set[str]) -> None:

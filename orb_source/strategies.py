@@ -35,7 +35,15 @@ import dlt
 
 from .account import record_account
 from .catalog import CUSTOMERS, Activity, Cursor, Endpoint, OpenSet
-from .client import PAGE_SIZE, OrbClient, OrbNotFound, Page, ServerClock, rate_class
+from .client import (
+    PAGE_SIZE,
+    OrbClient,
+    OrbNotFound,
+    Page,
+    ServerClock,
+    in_context,
+    rate_class,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,9 @@ class SyncContext:
     full_refresh_every: timedelta | None = None
     max_concurrency: int = 32
     schema_changes: set[str] = field(default_factory=set)
+    state: dict[str, Any] | None = None
+    """Where complete listings and the account are noted: the source state of the dlt run when
+    None; a dict of its own for a listing read outside a pipeline (`reconcile`)."""
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
     _customer_pages: list[Page] | None = field(default=None, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -88,7 +99,7 @@ class SyncContext:
             if self._customer_pages is None:
                 self._customer_pages = list(self.client.paginate(CUSTOMERS))
                 customers = (obj for page in self._customer_pages for obj in page)
-                record_account(dlt.current.source_state(), self.client.base_url, customers)
+                record_account(self.source_state(), self.client.base_url, customers)
             return self._customer_pages
 
     def customer_ids(self) -> list[str]:
@@ -96,9 +107,12 @@ class SyncContext:
 
     def record_listing(self, table: str, where: Mapping[str, Any] | None = None) -> None:
         """Note that `table` was listed completely (or completely within `where`) this run."""
-        entry = dlt.current.source_state().setdefault("listings", {}).setdefault(table, {})
+        entry = self.source_state().setdefault("listings", {}).setdefault(table, {})
         key = "complete" if where is None else "partial"
         entry[key] = {"at": self.started_at.isoformat(), **(where or {})}
+
+    def source_state(self) -> dict[str, Any]:
+        return dlt.current.source_state() if self.state is None else self.state
 
     def close(self) -> None:
         for pool in self._pools.values():
@@ -349,7 +363,7 @@ def bounded_map(
     try:
         while True:
             for key in keys_left:
-                pending.add(pool.submit(fn, key))
+                pending.add(pool.submit(in_context(fn), key))
                 if len(pending) >= window:
                     break
             if not pending:

@@ -22,7 +22,7 @@ from dlt.common.schema import Schema
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
-from .catalog import CATALOG, CHILD_TABLES, Scope
+from .catalog import CATALOG, CHILD_TABLES, TABLES, Scope
 from .lakehouse import is_filesystem, sweep_open_tables
 
 logger = logging.getLogger(__name__)
@@ -35,24 +35,46 @@ CUSTOMER_CHILDREN: tuple[str, ...] = tuple(
 """Tables whose rows follow their customer when it is deleted."""
 
 
-def sweep_deletions(pipeline: dlt.Pipeline) -> None:
-    """Apply every deletion rule to the pipeline's destination."""
+def sweep_deletions(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Apply every deletion rule to the pipeline's destination; the rows it marked deleted,
+    per table (rows marked by an earlier sweep are not counted again)."""
     listings = pipeline.state.get("sources", {}).get("orb", {}).get("listings", {})
     if is_filesystem(pipeline):
-        sweep_open_tables(pipeline, listings)
-        return
+        return sweep_open_tables(pipeline, listings)
     with pipeline.sql_client() as sql:
-        for table, entry in _with_child_listings(listings).items():
-            for listing in entry.values():
-                _mark_unlisted(sql, table, listing)
-        for child, (parent, link) in CHILD_TABLES.items():
-            _mark_dropped_children(sql, child, parent, link)
-        for table in CUSTOMER_CHILDREN:
-            _follow_parent(sql, table, "customers", "customer_id")
-        for child, (parent, link) in CHILD_TABLES.items():
-            _follow_parent(sql, child, parent, link)
-        for table, root in _standalone_children(pipeline.default_schema):
-            _drop_replaced_children(sql, table, root)
+        before = _deleted_rows(sql)
+        apply_rules(sql, listings, pipeline.default_schema)
+        after = _deleted_rows(sql)
+    return {table: after[table] - before[table] for table in TABLES}
+
+
+def apply_rules(sql: SqlClientBase[Any], listings: Mapping[str, Any], schema: Schema) -> None:
+    """Each rule is one set-based statement (joins, `EXISTS`), never a subquery per row: on
+    PostgreSQL a correlated subquery per child row scanned the parent table once per row."""
+    for table, entry in _with_child_listings(listings).items():
+        for listing in entry.values():
+            _mark_unlisted(sql, table, listing)
+    for child, (parent, link) in CHILD_TABLES.items():
+        _mark_dropped_children(sql, child, parent, link)
+    for table in CUSTOMER_CHILDREN:
+        _follow_parent(sql, table, "customers", "customer_id")
+    for child, (parent, link) in CHILD_TABLES.items():
+        _follow_parent(sql, child, parent, link)
+    for table, root in _standalone_children(schema):
+        _drop_replaced_children(sql, table, root, schema.loads_table_name)
+
+
+def _deleted_rows(sql: SqlClientBase[Any]) -> dict[str, int]:
+    """Rows marked deleted, per table; a table not loaded yet has none."""
+    counts: dict[str, int] = {}
+    for table in TABLES:
+        name = sql.make_qualified_table_name(table)
+        try:
+            rows = sql.execute_sql(f"SELECT count(*) FROM {name} WHERE deleted_at IS NOT NULL")
+        except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+            rows = None
+        counts[table] = int(rows[0][0]) if rows else 0
+    return counts
 
 
 def remove_replayed_rows(pipeline: dlt.Pipeline) -> None:
@@ -119,27 +141,27 @@ def _mark_unlisted(sql: SqlClientBase[Any], table: str, listing: Mapping[str, An
 
 
 def _mark_dropped_children(sql: SqlClientBase[Any], child: str, parent: str, link: str) -> None:
-    """Line items missing from the latest read of their invoice (a recomputed draft)."""
+    """Line items missing from the latest read of their invoice (a recomputed draft). Rows as
+    new as the newest parent are skipped before the join: after a first load that is all."""
+    parents = sql.make_qualified_table_name(parent)
     _execute(
         sql,
-        f"UPDATE {sql.make_qualified_table_name(child)} AS c"
-        f" SET deleted_at = (SELECT p.synced_at FROM {sql.make_qualified_table_name(parent)} AS p"
-        f" WHERE p.id = c.{link})"
-        f" WHERE c.deleted_at IS NULL AND EXISTS (SELECT 1 FROM"
-        f" {sql.make_qualified_table_name(parent)} AS p"
-        f" WHERE p.id = c.{link} AND p.synced_at > c.synced_at)",
+        f"UPDATE {sql.make_qualified_table_name(child)} AS c SET deleted_at = p.synced_at"
+        f" FROM {parents} AS p"
+        f" WHERE p.id = c.{link} AND c.deleted_at IS NULL AND p.synced_at > c.synced_at"
+        f" AND c.synced_at < (SELECT max(synced_at) FROM {parents})",
     )
 
 
 def _follow_parent(sql: SqlClientBase[Any], child: str, parent: str, link: str) -> None:
-    """Children of a deleted parent are deleted with it."""
+    """Children of a deleted parent are deleted with it; nothing is joined while no parent is."""
+    parents = sql.make_qualified_table_name(parent)
     _execute(
         sql,
-        f"UPDATE {sql.make_qualified_table_name(child)} AS c"
-        f" SET deleted_at = (SELECT p.deleted_at FROM {sql.make_qualified_table_name(parent)} AS p"
-        f" WHERE p.id = c.{link})"
-        f" WHERE c.deleted_at IS NULL AND c.{link} IN (SELECT id FROM"
-        f" {sql.make_qualified_table_name(parent)} WHERE deleted_at IS NOT NULL)",
+        f"UPDATE {sql.make_qualified_table_name(child)} AS c SET deleted_at = p.deleted_at"
+        f" FROM {parents} AS p"
+        f" WHERE p.id = c.{link} AND c.deleted_at IS NULL AND p.deleted_at IS NOT NULL"
+        f" AND EXISTS (SELECT 1 FROM {parents} WHERE deleted_at IS NOT NULL)",
     )
 
 
@@ -154,13 +176,15 @@ def _standalone_children(schema: Schema) -> list[tuple[str, str]]:
     ]
 
 
-def _drop_replaced_children(sql: SqlClientBase[Any], table: str, root: str) -> None:
-    """Array elements a re-read parent no longer has, as dlt's merge drops nested rows."""
+def _drop_replaced_children(sql: SqlClientBase[Any], table: str, root: str, loads: str) -> None:
+    """Array elements a re-read parent no longer has, as dlt's merge drops nested rows. Rows of
+    the newest load cannot be older than their root, so only older ones are joined."""
     _execute(
         sql,
-        f"DELETE FROM {sql.make_qualified_table_name(table)} AS c WHERE c._dlt_load_id <"
-        f" (SELECT r._dlt_load_id FROM {sql.make_qualified_table_name(root)} AS r"
-        " WHERE r._dlt_id = c._dlt_root_id)",
+        f"DELETE FROM {sql.make_qualified_table_name(table)} AS c"
+        f" WHERE c._dlt_load_id < (SELECT max(load_id) FROM {sql.make_qualified_table_name(loads)})"
+        f" AND EXISTS (SELECT 1 FROM {sql.make_qualified_table_name(root)} AS r"
+        " WHERE r._dlt_id = c._dlt_root_id AND r._dlt_load_id > c._dlt_load_id)",
     )
 
 

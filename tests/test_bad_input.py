@@ -3,6 +3,7 @@ API key never printed. Nothing is extracted and no destination is written."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import pytest
 
 from orb_source.sandbox import Fault, SandboxServer
 from tests.cli import run_cli
+
+LOGGED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ [A-Z]+ ")
 
 KEY = "orb-live-Kx7Qm2Zp9Wv4Tn8Rb3Ys6Ld1"
 """A distinctive key that must never be echoed back."""
@@ -262,7 +265,8 @@ def test_the_next_run_repairs_it_only_where_true(
     result = run_cli("run", env={"SOURCES__ORB__MAX_ATTEMPTS": "2"})
 
     assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
+    # What the run logged while it worked (timestamped) comes first; the failure is two lines.
+    lines = [line for line in result.stderr.strip().splitlines() if not LOGGED.match(line)]
     assert len(lines) == 2, lines
     assert cause in lines[0], lines
     assert ("the next run repairs it" in lines[1]) is repairs, lines

@@ -83,8 +83,8 @@ def test_run_then_demo_then_run_in_one_folder(
     exact_mirror(make_pipeline(), account)
     orb = saved_state("orb_billing")["sources"]["orb"]
     assert (
-        orb["resources"]["invoices_pages"]["last_full_sync"]
-        == (state["sources"]["orb"]["resources"]["invoices_pages"]["last_full_sync"])
+        orb["resources"]["invoices"]["last_full_sync"]
+        == (state["sources"]["orb"]["resources"]["invoices"]["last_full_sync"])
     ), "the second run stayed incremental: the demo did not reset the full-sweep timer"
 
 

@@ -1,0 +1,194 @@
+"""What a run tells whoever watches it: a timestamped log line per table, progress bars on a
+terminal, the summary (read, loaded, deleted, requests per table; destination, dataset,
+warnings), `--summary-json`, `--quiet`, `--version`, and httpx's request lines only at DEBUG."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+from fcntl import ioctl
+from importlib.metadata import version
+from pathlib import Path
+
+import dlt
+
+from orb_source.catalog import TABLES
+from orb_source.runner import run_pipeline
+from orb_source.sandbox import Account, Fault, SandboxServer
+from tests.cli import run_cli
+from tests.warehouse import assert_mirror
+
+TABLE_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO (\w+): ([\d,]+) rows read"
+    r"(?: \(and ([\d,]+) (\w+)\))?, ([\d,]+) requests, [\d.]+ s$"
+)
+PER_CUSTOMER = ("alerts", "credit_ledger_entries", "credit_blocks", "top_ups")
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def expected_requests(account: Account) -> dict[str, int]:
+    """Requests per table of a first run of the test account: one page per listing."""
+    requests = {table: 1 for table in TABLES}
+    requests["invoice_line_items"] = 0
+    # three pages of invoices, and the credit-note listing that moves their refetch cursor
+    requests["invoices"] = -(-len(account.objects("invoices")) // 100) + 1
+    for table in (*PER_CUSTOMER, "customer_balance_transactions"):
+        requests[table] = len(account.customers)
+    return requests
+
+
+def test_a_run_logs_each_table_and_writes_its_summary_as_json(
+    sandbox: SandboxServer, account: Account, tmp_path: Path
+) -> None:
+    summary = tmp_path / "reports" / "summary.json"
+
+    done = run_cli("run", "--summary-json", str(summary), "--no-views")
+
+    assert done.returncode == 0, done.stderr
+    logged = {}
+    for line in done.stderr.splitlines():
+        match = TABLE_LINE.match(line)
+        assert match, f"not a timestamped table line: {line!r}"
+        table, rows, children, child, requests = match.groups()
+        logged[table] = (number(rows), number(requests))
+        if child:
+            logged[child] = (number(children), 0)
+    requests = expected_requests(account)
+    assert logged == {t: (len(account.objects(t)), requests[t]) for t in TABLES}
+    assert "HTTP Request" not in done.stderr
+
+    document = json.loads(summary.read_text())
+    assert document["format"] == 1
+    assert document["version"] == version("orb-source")
+    assert (document["status"], document["error"]) == ("ok", None)
+    assert (document["destination"], document["dataset"]) == ("duckdb", "orb")
+    assert document["location"] == str(tmp_path / "orb_billing.duckdb")
+    assert [t["table"] for t in document["tables"]] == list(TABLES)
+    for entry in document["tables"]:
+        rows = len(account.objects(entry["table"]))
+        assert (entry["rows_read"], entry["rows_loaded"], entry["rows_deleted"]) == (rows, rows, 0)
+        assert entry["requests"] == requests[entry["table"]], entry
+    total = sum(len(account.objects(t)) for t in TABLES)
+    assert document["totals"] == {"rows_read": total, "rows_loaded": total, "rows_deleted": 0}
+    assert document["requests"]["total"] == sum(requests.values())
+    assert sandbox.stats.requests == sum(requests.values()) + 1, "plus the key check"
+    assert document["requests"]["throttled"] == 0
+    assert document["warnings"] == []
+
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(
+        f"Synced Orb into duckdb at {tmp_path / 'orb_billing.duckdb'}, dataset orb ("
+    )
+    by_table = {line.split()[0]: line.split()[1:] for line in lines[2:-1]}
+    assert list(by_table) == [*TABLES, "total"]
+    customers = len(account.customers)
+    assert by_table["customers"][:4] == [str(customers), str(customers), "0", "1"]
+    assert by_table["total"] == [f"{total:,}", f"{total:,}", "0"]
+
+
+def test_rows_marked_deleted_are_counted_per_table(
+    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+) -> None:
+    run_pipeline(pipeline=pipeline)
+    with account.lock:
+        before = {table: set(account.objects(table)) for table in TABLES}
+        customer = next(
+            c
+            for c in sorted(account.customers)
+            if all(account.of_customer(t, c) for t in PER_CUSTOMER)
+        )
+        account.delete_customer(customer)
+    gone = {table: len(before[table] - set(account.objects(table))) for table in TABLES}
+
+    report = run_pipeline(pipeline=pipeline)
+
+    assert_mirror(pipeline, account)
+    deleted = {t.table: t.deleted for t in report.tables}
+    assert deleted == gone
+    assert gone["customers"] == 1
+    assert all(gone[table] > 0 for table in PER_CUSTOMER)
+
+
+def test_quiet_prints_one_line_and_logs_nothing_on_success(
+    sandbox: SandboxServer, account: Account
+) -> None:
+    done = run_cli("run", "--quiet")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    total = sum(len(account.objects(t)) for t in TABLES)
+    requests = sum(expected_requests(account).values())
+    [line] = done.stdout.splitlines()
+    assert line.startswith(
+        f"orb-pipeline: ok: {total:,} rows read, {total:,} loaded, 0 marked deleted;"
+        f" {requests} requests (0 answered 429); 0 warnings; duckdb at "
+    ), line
+
+
+def test_version() -> None:
+    done = run_cli("--version")
+
+    assert (done.returncode, done.stdout) == (0, f"orb-pipeline {version('orb-source')}\n")
+
+
+def test_a_failed_run_leaves_a_failed_summary(sandbox: SandboxServer, tmp_path: Path) -> None:
+    sandbox.inject(Fault("repeat_cursor", path=r"^/invoices$"))
+    summary = tmp_path / "summary.json"
+
+    done = run_cli("run", "--resources", "invoices", "--summary-json", str(summary))
+
+    assert done.returncode == 1
+    document = json.loads(summary.read_text())
+    assert (document["status"], document["version"]) == ("failed", version("orb-source"))
+    assert document["error"] == "Orb repeated a pagination cursor on /invoices; stopping"
+    assert f"Run failed: {document['error']}" in done.stderr
+
+
+def test_httpx_request_lines_show_at_debug_only(sandbox: SandboxServer) -> None:
+    quiet = run_cli("run", "--resources", "items", env={"ORB_LOG_LEVEL": "INFO"})
+    debug = run_cli("run", "--resources", "items", env={"ORB_LOG_LEVEL": "DEBUG"})
+
+    assert (quiet.returncode, debug.returncode) == (0, 0), debug.stderr[-2000:]
+    assert "HTTP Request: GET" not in quiet.stderr
+    assert re.search(r"Z INFO HTTP Request: GET http://127\.0\.0\.1:\d+/v1/items", debug.stderr)
+
+
+def test_a_terminal_gets_progress_bars_per_table(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """stderr on a pseudo-terminal of 120 columns: dlt's tqdm collector draws the bars."""
+    primary, secondary = pty.openpty()
+    ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orb_source.cli", "run", "--resources", "customers,alerts"],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env=os.environ,
+    )
+    os.close(secondary)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([primary], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    assert process.wait(timeout=120) == 0
+    os.close(primary)
+    text = screen.decode(errors="replace")
+    assert "Extract orb: Resources" in text
+    assert re.search(r"alerts: \d+it \[", text), text[-2000:]
+    assert re.search(r"Z INFO alerts: [\d,]+ rows read", text)
