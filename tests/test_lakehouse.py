@@ -147,9 +147,10 @@ def test_parquet_appends_and_says_so_once(sandbox: SandboxServer, account: Accou
     result = run_cli("run", "--destination", "filesystem", "--table-format", "parquet")
 
     assert result.returncode == 0, result.stderr
-    [notice] = result.stderr.splitlines()
-    assert notice.startswith("WARNING table format parquet is append-only: ")
-    assert "deletions are not marked" in notice
+    lines = result.stderr.splitlines()
+    assert " WARNING table format parquet is append-only: " in lines[0], lines
+    assert "deletions are not marked" in lines[0]
+    assert sum("append-only" in line for line in lines) == 1, lines
     customers = ds.dataset(Path(BUCKET) / "orb" / "customers", format="parquet").to_table()
     assert sorted(customers["id"].to_pylist()) == sorted(account.objects("customers"))
     assert customers.schema.field("balance").type == MONEY
@@ -238,7 +239,9 @@ def test_a_load_that_stops_partway_says_so_and_the_next_run_finishes_it(
 
     assert failed.returncode == 1
     assert "half-committed" not in failed.stderr
-    reason, outlook = failed.stderr.splitlines()
+    lines = failed.stderr.splitlines()
+    [at] = [i for i, line in enumerate(lines) if line.startswith("orb-pipeline: ")]
+    reason, outlook = lines[at : at + 2]
     assert reason.startswith("orb-pipeline: Run failed while loading: Kernel error")
     assert outlook.startswith("Part of the load may be written; ")
     others = [table for table in TABLES if table != "invoices"]
