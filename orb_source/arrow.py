@@ -37,12 +37,15 @@ import pyarrow.compute as pc
 from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.items import DataItemWithMeta
 
+from .precision import PRECISION, SCALE, objects_at
 from .schema import SHAPES, Shape, table_columns, write_disposition
 
 MAX_NESTING = 2
 """The source's `max_table_nesting`: arrays deeper than this are JSON."""
 
-DECIMAL = pa.decimal128(38, 9)
+DECIMAL = pa.decimal128(PRECISION, SCALE)
+INFERRED_DECIMAL = pa.decimal128(38, 9)
+"""A number in a field the schema does not declare: the type dlt's normalizer gives it."""
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 ARROW_TYPES: Mapping[str, pa.DataType] = {
     "decimal": DECIMAL,
@@ -204,7 +207,7 @@ def _typed(columns: Mapping[str, pa.Array], declared: TTableSchemaColumns) -> pa
 def _inferred(values: pa.Array) -> pa.DataType:
     kind = values.type
     if pa.types.is_decimal(kind):
-        return DECIMAL
+        return INFERRED_DECIMAL
     if kind in (pa.bool_(), pa.int64()):
         return kind
     if kind == pa.string():
@@ -214,6 +217,7 @@ def _inferred(values: pa.Array) -> pa.DataType:
 
 CASTS = {
     DECIMAL: (pa.types.is_string, pa.types.is_integer, pa.types.is_decimal),
+    INFERRED_DECIMAL: (pa.types.is_string, pa.types.is_integer, pa.types.is_decimal),
     TIMESTAMP: (pa.types.is_string, pa.types.is_timestamp),
 }
 """The conversions `_build` also makes; any other mismatch is a change of type."""
@@ -304,7 +308,7 @@ def _build(rows: list[Row], declared: TTableSchemaColumns, careful: bool) -> pa.
             _stringify(rows, name)
         elif careful and _coerce(rows, name, target):
             variants.append(pa.field(f"{name}__v_text", pa.string()))
-        elif not careful and isinstance(sample, str) and target in (DECIMAL, TIMESTAMP):
+        elif not careful and isinstance(sample, str) and target in CASTS:
             casts[name] = target
             target = pa.string()
         staged.append(pa.field(name, target))
@@ -334,7 +338,7 @@ def _coerce(rows: list[Row], name: str, target: pa.DataType) -> bool:
 def _as_type(value: Any, target: pa.DataType) -> Any:
     if isinstance(value, bool) and target != pa.bool_():
         raise TypeError("a boolean in a non-boolean column")
-    if target == DECIMAL and isinstance(value, str | int | Decimal):
+    if pa.types.is_decimal(target) and isinstance(value, str | int | Decimal):
         return Decimal(value) if isinstance(value, str) else Decimal(str(value))
     if target == TIMESTAMP and isinstance(value, str | datetime):
         return datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -362,7 +366,7 @@ def _infer(values: list[Any]) -> pa.DataType:
     if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
         return pa.int64()
     if all(isinstance(v, int | Decimal) and not isinstance(v, bool) for v in present):
-        return DECIMAL
+        return INFERRED_DECIMAL
     if all(isinstance(v, str) and _is_timestamp(v) for v in present):
         return TIMESTAMP
     return pa.string()
@@ -388,7 +392,7 @@ def _encode_json(root: str, rows: list[Row]) -> None:
     """
     encoded: dict[tuple[str, str], str] = {}
     for hops, paths in _json_fields(root):
-        objects = _reached(rows, hops)
+        objects = objects_at(rows, hops)
         for *parents, leaf in paths:
             for obj in objects:
                 owner: Any = obj
@@ -409,28 +413,6 @@ def _json_text(value: Any, encoded: dict[tuple[str, str], str]) -> str:
             encoded[key] = _text(value, as_json=True)
         return encoded[key]
     return _text(value, as_json=True)
-
-
-def _reached(rows: list[Row], hops: tuple[str, ...]) -> list[Row]:
-    """The objects of a nested table: the rows' arrays along `hops`, each a flattened name."""
-    objects = rows
-    for hop in hops:
-        objects = [
-            item
-            for obj in objects
-            for item in _at(obj, hop.split("__")) or ()
-            if type(item) is dict
-        ]
-    return objects
-
-
-def _at(obj: Mapping[str, Any], path: list[str]) -> Any:
-    value: Any = obj
-    for part in path:
-        if type(value) is not dict:
-            return None
-        value = value.get(part)
-    return value if type(value) is list else None
 
 
 @cache

@@ -23,8 +23,15 @@ from dlt.common.schema.typing import (
 from dlt.extract.hints import TResourceNestedHints
 
 from .catalog import EMITTED_ONCE
+from .precision import PRECISION, SCALE
 
-MONEY: TColumnSchema = {"data_type": "decimal", "precision": 38, "scale": 9, "nullable": True}
+MONEY: TColumnSchema = {
+    "data_type": "decimal",
+    "precision": PRECISION,
+    "scale": SCALE,
+    "nullable": True,
+}
+"""Every money field and quantity; `precision.py` says why this size and what does not fit."""
 TIMESTAMP: TColumnSchema = {"data_type": "timestamp", "timezone": True, "nullable": True}
 JSON: TColumnSchema = {"data_type": "json", "nullable": True}
 TEXT: TColumnSchema = {"data_type": "text", "nullable": True}

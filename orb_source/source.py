@@ -16,6 +16,7 @@ from dlt.extract import DltResource
 from .arrow import arrow_items, quiet_declared_hints
 from .catalog import CATALOG, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats
+from .precision import Fitting, fit_rows, objects_at
 from .schema import (
     mismatched_types,
     nested_hints,
@@ -195,16 +196,27 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
 
     def rows() -> Iterator[Any]:
         batch: list[Row] = []
+        fitting = Fitting()
         for customer_id, page in pages():
             shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
             _warn_drift(endpoint.table, shaped, ctx.schema_changes)
+            _fit_numbers(endpoint, shaped, fitting)
             batch.extend(shaped)
             if len(batch) >= BATCH_ROWS:
                 yield from output.emit(endpoint.table, batch)
                 batch = []
         yield from output.emit(endpoint.table, batch)
+        fitting.report()
 
     return rows
+
+
+def _fit_numbers(endpoint: Endpoint, rows: list[Row], fitting: Fitting) -> None:
+    """The precision policy, applied once for both paths, to the table and its child table."""
+    fit_rows(endpoint.table, rows, fitting)
+    if endpoint.child_table is not None:
+        array_field, child, _ = endpoint.child_table
+        fit_rows(child, objects_at(rows, (array_field,)), fitting)
 
 
 def _warn_drift(table: str, rows: list[Row], reported: set[str]) -> None:

@@ -78,7 +78,7 @@ def test_declared_types(sandbox: SandboxServer, pipeline: dlt.Pipeline) -> None:
         ("customer_balance_transactions", "amount"),
         ("credit_notes", "total"),
     ]:
-        assert types[money] == "DECIMAL(38,9)", money
+        assert types[money] == "DECIMAL(38,18)", money
     for stamp in [
         ("invoices", "invoice_date"),
         ("invoices", "payment_failed_at"),

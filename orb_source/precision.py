@@ -1,0 +1,192 @@
+"""The precision policy: how Orb's numbers become DECIMAL values, in one place.
+
+Orb sends money as decimal strings with as many places as a price needs ("0.0000000375") and
+quantities, ledger amounts, balances and percentages as JSON doubles with a double's full
+precision (542.6099999999999). `wire.py` parses every JSON number straight from its text, so a
+double is already the shortest decimal that round-trips it, never its binary expansion, and a
+decimal string is kept as Orb wrote it.
+
+Every money column is DECIMAL(38, 18): 18 places hold any decimal string Orb documents and
+every double down to 1e-18; 20 integer digits hold any amount. A value that still does not fit
+never fails a run. More places are rounded half-even to 18; more integer digits keep the value,
+unchanged, as text in a `{column}__v_text` column beside it, the way dlt stores a value of
+another type. Either way one warning per run and column names `table.column`, how many values
+and the largest difference. Rows of the Arrow path and of dlt's dict path both pass through
+`fit_rows`, so both load the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from functools import cache
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PRECISION = 38
+SCALE = 18
+"""Places after the point; BigQuery's BIGNUMERIC, Snowflake, Redshift and Databricks hold it."""
+
+INTEGER_DIGITS = PRECISION - SCALE
+QUANTUM = Decimal(1).scaleb(-SCALE)
+_EXACT = Context(prec=1_000)
+"""Wide enough that rounding and differences are exact for any number JSON can carry here."""
+
+TOO_LARGE = "__v_text"
+"""Suffix of the text column that keeps a value with more integer digits than the column."""
+
+
+@dataclass
+class Fitted:
+    """What the policy changed in one column during a run."""
+
+    rounded: int = 0
+    largest_difference: Decimal = Decimal(0)
+    kept_as_text: int = 0
+
+
+@dataclass
+class Fitting:
+    """The changes of one table's rows over a run, reported once when the table is read."""
+
+    columns: dict[str, Fitted] = field(default_factory=lambda: defaultdict(Fitted))
+
+    def report(self) -> None:
+        for column, fitted in sorted(self.columns.items()):
+            if fitted.rounded:
+                logger.warning(
+                    "%s: %d value(s) with more than %d decimal places rounded half-even to %d"
+                    " places (largest difference %s)",
+                    column,
+                    fitted.rounded,
+                    SCALE,
+                    SCALE,
+                    format(fitted.largest_difference, "f"),
+                )
+            if fitted.kept_as_text:
+                logger.warning(
+                    "%s: %d value(s) with more than %d integer digits kept as text in %s%s",
+                    column,
+                    fitted.kept_as_text,
+                    INTEGER_DIGITS,
+                    column,
+                    TOO_LARGE,
+                )
+
+
+def fit_rows(table: str, rows: list[dict[str, Any]], fitting: Fitting) -> None:
+    """Make every declared DECIMAL value of `table`'s rows, at any depth, fit its column, in
+    place. Values that fit, nearly all of them, are only looked at."""
+    for hops, paths in decimal_paths(table):
+        owner_table = "__".join((table, *hops))
+        objects = objects_at(rows, hops)
+        for *parents, leaf in paths:
+            column = f"{owner_table}.{'__'.join((*parents, leaf))}"
+            for obj in objects:
+                owner = _owner(obj, parents)
+                if owner is not None:
+                    _fit(owner, leaf, column, fitting)
+
+
+def _fit(owner: dict[str, Any], leaf: str, column: str, fitting: Fitting) -> None:
+    value = owner.get(leaf)
+    if value is None or isinstance(value, bool) or _fits(value):
+        return
+    number = _number(value)
+    if number is None:
+        return
+    if number.adjusted() >= INTEGER_DIGITS:
+        owner[leaf] = None
+        owner[leaf + TOO_LARGE] = value if isinstance(value, str) else format(number, "f")
+        fitting.columns[column].kept_as_text += 1
+        return
+    rounded = number.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT)
+    owner[leaf] = format(rounded, "f") if isinstance(value, str) else rounded
+    if rounded == number:
+        return
+    fitted = fitting.columns[column]
+    fitted.rounded += 1
+    fitted.largest_difference = max(
+        fitted.largest_difference, abs(_EXACT.subtract(number, rounded))
+    )
+
+
+def _fits(value: Any) -> bool:
+    """True for a plain decimal string or number that fits DECIMAL(38, 18) as it is."""
+    if isinstance(value, str):
+        if "e" in value or "E" in value:
+            return False
+        point = value.find(".")
+        places = len(value) - point - 1 if point >= 0 else 0
+        digits = (point if point >= 0 else len(value)) - (value[:1] in ("-", "+"))
+        return places <= SCALE and digits <= INTEGER_DIGITS
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        return (
+            isinstance(exponent, int) and exponent >= -SCALE and value.adjusted() < INTEGER_DIGITS
+        )
+    if isinstance(value, int):
+        return abs(value) < 10**INTEGER_DIGITS
+    return True
+
+
+def _number(value: Any) -> Decimal | None:
+    """The exact decimal of a value, or None for what is not a finite number (left for the
+    loader to store as the mismatched type it is)."""
+    if isinstance(value, float):
+        value = repr(value)
+    try:
+        number = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def _owner(obj: Mapping[str, Any], parents: list[str]) -> dict[str, Any] | None:
+    owner: Any = obj
+    for part in parents:
+        owner = owner.get(part)
+        if type(owner) is not dict:
+            return None
+    return owner if type(owner) is dict else None
+
+
+def objects_at(rows: list[dict[str, Any]], hops: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The objects of a nested table: the rows' arrays along `hops`, each a flattened name."""
+    objects = rows
+    for hop in hops:
+        objects = [
+            item
+            for obj in objects
+            for item in _array_at(obj, hop.split("__"))
+            if type(item) is dict
+        ]
+    return objects
+
+
+def _array_at(obj: Mapping[str, Any], path: list[str]) -> Iterator[Any]:
+    value: Any = obj
+    for part in path:
+        if type(value) is not dict:
+            return iter(())
+        value = value.get(part)
+    return iter(value) if type(value) is list else iter(())
+
+
+@cache
+def decimal_paths(table: str) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], ...]:
+    """Per nested table of `table` (the array hops that reach its objects), the paths of its
+    declared DECIMAL columns inside those objects."""
+    from .schema import SHAPES
+
+    shape = SHAPES[table]
+    tables: Iterable[tuple[tuple[str, ...], Any]] = [((), shape), *shape.nested.items()]
+    return tuple(
+        (hops, tuple(tuple(name.split("__")) for name in nested.decimal))
+        for hops, nested in tables
+        if nested.decimal
+    )
