@@ -4,7 +4,8 @@ For the high-volume tables (invoices, their line items, ledger entries) dlt's pe
 normalizer was the bottleneck (benchmarks/RESULTS.md). This module does the same relational
 flattening: nested objects become `a__b` columns, arrays become child tables
 (`invoice_line_items__tax_amounts`) linked by `_dlt_parent_id`/`_dlt_root_id`/`_dlt_list_idx`,
-deeper arrays become JSON, and column types come from the declared schema (`schema.py`) or,
+objects and arrays nested deeper than the table's `max_table_nesting` (`Shape.nesting`) become
+JSON, as dlt counts them, and column types come from the declared schema (`schema.py`) or,
 for fields Orb adds later, from the values, the way dlt would infer them.
 
 Two ways build the same tables. `_Columnar` hands a whole batch to Arrow as one struct array
@@ -38,10 +39,7 @@ from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.items import DataItemWithMeta
 
 from .precision import PRECISION, SCALE, objects_at
-from .schema import SHAPES, Shape, table_columns, write_disposition
-
-MAX_NESTING = 2
-"""The source's `max_table_nesting`: arrays deeper than this are JSON."""
+from .schema import SHAPES, Shape, max_table_nesting, table_columns, write_disposition
 
 DECIMAL = pa.decimal128(PRECISION, SCALE)
 INFERRED_DECIMAL = pa.decimal128(38, 9)
@@ -142,12 +140,13 @@ class _Columnar:
         root: pa.Array,
     ) -> None:
         json_columns = _json_columns(self.root, table)
+        nested = depth < _nesting(self.root)
         for field, values in zip(array.type, array.flatten(), strict=True):
             name = prefix + field.name
-            nested = name not in json_columns
-            if pa.types.is_struct(field.type) and nested:
-                self._into(columns, values, name + "__", table, depth, key, root)
-            elif pa.types.is_list(field.type) and depth < MAX_NESTING and nested:
+            unfolded = nested and name not in json_columns
+            if pa.types.is_struct(field.type) and unfolded:
+                self._into(columns, values, name + "__", table, depth + 1, key, root)
+            elif pa.types.is_list(field.type) and unfolded:
                 self._children(f"{table}__{name}", values, depth + 1, key, root)
             elif pa.types.is_nested(field.type):
                 raise _Misfit
@@ -261,12 +260,13 @@ class _Flattener:
         root: str,
     ) -> None:
         json_columns = _json_columns(self.root, table)
+        nested = depth < _nesting(self.root)
         for field, value in obj.items():
             name = prefix + field if prefix else field
             kind = type(value)
-            if kind is dict and name not in json_columns:
-                self._into(flat, value, name + "__", table, depth, key, root)
-            elif kind is list and depth < MAX_NESTING and name not in json_columns:
+            if kind is dict and nested and name not in json_columns:
+                self._into(flat, value, name + "__", table, depth + 1, key, root)
+            elif kind is list and nested and name not in json_columns:
                 self._children(f"{table}__{name}", value, depth + 1, key, root)
             else:
                 flat[name] = value
@@ -386,11 +386,10 @@ def _encode_json(root: str, rows: list[Row]) -> None:
     values no sync strategy reads (metadata, prices, filters) change, and an existing key's
     value is replaced, never a key added.
 
-    Line items embed their whole price; a listing repeats a few prices thousands of times,
-    so each price is encoded once per batch. A price's only mutable field is its metadata,
-    which is part of the key.
+    Line items of a page share one object per distinct price (`wire.py`), so an object reached
+    twice is encoded once.
     """
-    encoded: dict[tuple[str, str], str] = {}
+    done: set[tuple[int, str]] = set()
     for hops, paths in _json_fields(root):
         objects = objects_at(rows, hops)
         for *parents, leaf in paths:
@@ -402,17 +401,9 @@ def _encode_json(root: str, rows: list[Row]) -> None:
                         break
                 else:
                     value = owner.get(leaf)
-                    if value is not None:
-                        owner[leaf] = _json_text(value, encoded)
-
-
-def _json_text(value: Any, encoded: dict[tuple[str, str], str]) -> str:
-    if isinstance(value, dict) and "id" in value and "metadata" in value:
-        key = (str(value["id"]), repr(value["metadata"]))
-        if key not in encoded:
-            encoded[key] = _text(value, as_json=True)
-        return encoded[key]
-    return _text(value, as_json=True)
+                    if value is not None and (id(owner), leaf) not in done:
+                        owner[leaf] = _text(value, as_json=True)
+                        done.add((id(owner), leaf))
 
 
 @cache
@@ -452,6 +443,11 @@ def _shape(root: str, table: str) -> Shape | None:
         if "__".join(nested_path) == "__".join(path):
             return shape
     return None
+
+
+@cache
+def _nesting(root: str) -> int:
+    return max_table_nesting(root)
 
 
 @cache

@@ -18,6 +18,7 @@ from .catalog import CATALOG, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats
 from .precision import Fitting, fit_rows, objects_at
 from .schema import (
+    max_table_nesting,
     mismatched_types,
     nested_hints,
     table_columns,
@@ -68,6 +69,7 @@ class Output:
             "write_disposition": disposition,
             "columns": table_columns(table),
             "nested_hints": nested_hints(table),
+            "max_table_nesting": max_table_nesting(table),
         }
 
     def emit(self, table: str, rows: list[Row]) -> Iterator[Any]:
