@@ -13,11 +13,11 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 import typing
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -90,13 +90,34 @@ def member(union: Any, obj: dict[str, Any]) -> type[SdkModel]:
     raise AssertionError(f"no {union} member for {obj}")
 
 
+MARKERS = (
+    b"542.6099999999999",
+    b"0.30000000000000004",
+    b"33.333333333333336",
+    b'"0.0000000375"',
+)
+"""Numbers exactly as Orb encodes them: doubles with every digit, rates as decimal strings."""
+EIGHTEEN_PLACES = re.compile(rb'"-?\d+\.\d{18}"')
+
+
+def is_literal(annotation: Any) -> bool:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return typing.get_origin(annotation) is typing.Literal or (
+        len(args) == 1 and typing.get_origin(args[0]) is typing.Literal
+    )
+
+
 class Shapes:
-    """Validates served objects and collects what was seen: fields, models, enum values."""
+    """Validates served objects and collects what was seen, by field path (`invoices.
+    line_items[].price`): the SDK classes, enum values, non-empty lists and number markers."""
 
     def __init__(self) -> None:
         self.undeclared: set[str] = set()
         self.missing: set[str] = set()
-        self.models: Counter[str] = Counter()
+        self.classes: defaultdict[str, set[str]] = defaultdict(set)
+        self.values: defaultdict[str, set[object]] = defaultdict(set)
+        self.filled: set[str] = set()
+        self.markers: set[bytes] = set()
         self.objects: Counter[str] = Counter()
 
     def check(self, endpoint: str, model: Any, text: bytes) -> SdkModel:
@@ -108,20 +129,29 @@ class Shapes:
         except pydantic.ValidationError as error:
             raise AssertionError(f"{endpoint}: {str(error)[:3000]}\n{text[:2000]!r}") from error
         self.objects[endpoint] += 1
-        self.visit(validated, model.__name__)
+        self.visit(validated, endpoint)
+        self.markers.update(m for m in MARKERS if m in text)
+        if EIGHTEEN_PLACES.search(text):
+            self.markers.add(b"18 places")
         return validated  # type: ignore[no-any-return]
 
     def visit(self, value: Any, path: str) -> None:
         if isinstance(value, SdkModel):
             kind = type(value)
-            self.models[kind.__name__] += 1
+            self.classes[path].add(kind.__name__)
             for name in value.model_extra or {}:
-                self.undeclared.add(f"{path}.{name}")
+                self.undeclared.add(f"{path}.{name} ({kind.__name__})")
             for name, field in kind.model_fields.items():
+                key = f"{path}.{field.alias or name}"
                 if name not in value.model_fields_set:
-                    self.missing.add(f"{path}.{field.alias or name}")
-                self.visit(getattr(value, name), f"{path}.{field.alias or name}<{kind.__name__}>")
+                    self.missing.add(f"{key} ({kind.__name__})")
+                item = getattr(value, name)
+                if is_literal(field.annotation):
+                    self.values[key].add(item)
+                self.visit(item, key)
         elif isinstance(value, list):
+            if value:
+                self.filled.add(path)
             for item in value:
                 self.visit(item, f"{path}[]")
         elif isinstance(value, dict):
@@ -212,29 +242,146 @@ def test_a_day_of_changes_still_validates() -> None:
     assert sorted(shapes.undeclared) == [] and sorted(shapes.missing) == []
 
 
-def literals(model: type[SdkModel], name: str) -> set[str]:
+def literals(model: type[SdkModel], name: str) -> set[object]:
     return set(typing.get_args(model.model_fields[name].annotation))
 
 
-def union_members(union: Any) -> list[type[SdkModel]]:
-    args = typing.get_args(union)
-    inner = args[0] if typing.get_origin(union) is typing.Annotated else union
-    return list(typing.get_args(inner))
+def members(union: Any) -> set[str]:
+    """Class names of a union's members, as the SDK declares them."""
+    inner = typing.get_args(union)[0] if typing.get_origin(union) is typing.Annotated else union
+    return {m.__name__ for m in typing.get_args(inner)}
 
 
-def test_sandbox_rejects_a_wrong_shape() -> None:
-    """The check itself can fail: a number sent as a string, an unknown enum, a new field."""
-    account = generate_account(customers=2, seed=1, now=NOW)
-    entry = next(iter(next(iter(account.owned["credit_ledger_entries"].values())).values()))
-    text = json.dumps({**json.loads(json.dumps(entry, default=str)), "amount": "1.5"}).encode()
-    with pytest.raises(AssertionError, match="amount"):
-        Shapes().check("ledger", LedgerListResponse, text)
+def test_demo_account_has_every_union_member(demo_shapes: Shapes) -> None:
+    """Every price model, ledger entry, adjustment, discount and sub-line item Orb defines."""
+    prices = members(Price)
+    assert len(prices) == 36
+    for path in (
+        "prices",
+        "plans.prices[]",
+        "subscriptions.plan.prices[]",
+        "subscriptions.price_intervals[].price",
+        "invoices.line_items[].price",
+    ):
+        assert demo_shapes.classes[path] == prices, path
+    assert demo_shapes.classes["credits/ledger"] == members(LedgerListResponse)
+    assert len(demo_shapes.classes["credits/ledger"]) == 7
+    line_item = Invoice.model_fields["line_items"].annotation
+    line_model = typing.get_args(line_item)[0]
+    for path, model, field in (
+        ("invoices.line_items[].adjustments[]", line_model, "adjustments"),
+        ("invoices.line_items[].sub_line_items[]", line_model, "sub_line_items"),
+        ("invoices.discounts[]", Invoice, "discounts"),
+        ("subscriptions.discount_intervals[]", Subscription, "discount_intervals"),
+        ("plans.adjustments[]", Plan, "adjustments"),
+        ("coupons.discount", Coupon, "discount"),
+    ):
+        annotation = model.model_fields[field].annotation
+        while typing.get_origin(annotation) is list:
+            annotation = typing.get_args(annotation)[0]
+        assert demo_shapes.classes[path] == members(annotation), path
+    adjustment = typing.get_args(Subscription.model_fields["adjustment_intervals"].annotation)[0]
+    assert demo_shapes.classes["subscriptions.adjustment_intervals[].adjustment"] == members(
+        adjustment.model_fields["adjustment"].annotation
+    )
+    assert demo_shapes.classes["invoices.line_items[].adjustments[]"] >= {
+        "MonetaryUsageDiscountAdjustment",
+        "MonetaryAmountDiscountAdjustment",
+        "MonetaryPercentageDiscountAdjustment",
+        "MonetaryMinimumAdjustment",
+        "MonetaryMaximumAdjustment",
+    }
+
+
+def test_demo_account_has_every_enum_value_and_filled_list(demo_shapes: Shapes) -> None:
+    values = demo_shapes.values
+    actions = literals(BalanceTransactionListResponse, "action")
+    assert len(actions) == 11 and values["balance_transactions.action"] == actions
+    assert values["invoices.status"] == set(INVOICE_STATUSES)
+    assert values["credits.credit_block_source"] == literals(
+        CreditListResponse, "credit_block_source"
+    )
+    assert values["credit_notes.type"] == literals(CreditNote, "type")
+    for path in (
+        "subscriptions.adjustment_intervals",
+        "subscriptions.discount_intervals",
+        "subscriptions.minimum_intervals",
+        "subscriptions.maximum_intervals",
+        "subscriptions.fixed_fee_quantity_schedule",
+        "subscriptions.price_intervals[].fixed_fee_quantity_transitions",
+        "plans.plan_phases",
+        "plans.adjustments",
+        "invoices.discounts",
+        "invoices.line_items[].tax_amounts",
+        "credit_notes.discounts",
+        "credit_notes.line_items[].discounts",
+        "credit_notes.line_items[].tax_amounts",
+        "credits.filters",
+        "credits/ledger.credit_block.filters",
+        "prices.composite_price_filters",
+    ):
+        assert path in demo_shapes.filled, path
+    for path in (
+        "customers.billing_address",
+        "customers.shipping_address",
+        "customers.default_payment_method",
+        "invoices.billing_address",
+        "invoices.minimum",
+        "invoices.maximum",
+        "plans.plan_phases[].discount",
+        "prices.credit_allocation",
+        "prices.conversion_rate_config",
+        "prices.license_type",
+        "credits.credit_allocation",
+        "credit_notes.maximum_amount_adjustment",
+    ):
+        assert demo_shapes.classes[path], path
+
+
+def test_demo_account_numbers_and_text_as_orb_sends_them(
+    demo: Account, demo_shapes: Shapes
+) -> None:
+    """Doubles with all their digits, rates with up to 18 places, quotes and non-ASCII text."""
+    assert demo_shapes.markers == {*MARKERS, b"18 places"}
+    customers = demo.objects("customers").values()
+    names = [c["name"] for c in customers]
+    notes = [value for c in customers for value in c["metadata"].values()]
+    for text in (names, notes):
+        assert any("'" in t for t in text) and any('"' in t for t in text)
+        assert any(any(ord(ch) > 0xFFFF for ch in t) for t in text)  # emoji
+        assert any(any(0x80 <= ord(ch) < 0x250 for ch in t) for t in text)  # accents
+    filters = {
+        interval["filter"]
+        for sub in demo.objects("subscriptions").values()
+        for interval in sub["price_intervals"]
+    }
+    assert any(isinstance(f, str) and "'" in f for f in filters)
+
+
+def test_the_check_fails_on_a_wrong_shape(demo: Account) -> None:
+    """Each way the fake could drift from Orb is caught: a double sent as a string, a decimal
+    string sent as a number, an unknown enum value, a missing required field, a field the
+    model does not declare, a declared field left out."""
+    api = Api(demo)
+    customer = next(iter(demo.customers))
+    entry = json.loads(api.handle(f"/customers/{customer}/credits/ledger", {}).body)["data"][0]
+    price = next(
+        p
+        for p in json.loads(api.handle("/prices", {"limit": ["100"]}).body)["data"]
+        if p["model_type"] == "unit"
+    )
+    wrong = (
+        ("credits/ledger", LedgerListResponse, {**entry, "amount": str(entry["amount"])}),
+        ("prices", Price, {**price, "unit_config": {**price["unit_config"], "unit_amount": 1.5}}),
+        ("prices", Price, {**price, "cadence": "weekly"}),
+        ("prices", Price, {k: v for k, v in price.items() if k != "currency"}),
+    )
+    for endpoint, model, obj in wrong:
+        with pytest.raises(AssertionError, match=endpoint):
+            Shapes().check(endpoint, model, json.dumps(obj).encode())
     shapes = Shapes()
-    price = json.loads(Api(account).handle("/prices", {}).body)["data"][0]
     shapes.check("prices", Price, json.dumps({**price, "surprise": 1}).encode())
-    assert any(path.endswith(".surprise") for path in shapes.undeclared)
-    with pytest.raises(AssertionError):
-        shapes.check("prices", Price, json.dumps({**price, "cadence": "weekly"}).encode())
-
-
-_ = (Decimal, defaultdict, literals, union_members)
+    assert shapes.undeclared == {"prices.surprise (UnitPrice)"} and not shapes.missing
+    without = {k: v for k, v in price.items() if k != "discount"}
+    shapes.check("prices", Price, json.dumps(without).encode())
+    assert shapes.missing == {"prices.discount (UnitPrice)"}

@@ -325,7 +325,7 @@ class Builder:
             item, metric = usage[index % len(usage)]
             created = self.between(origin, self.now - 10 * DAY)
             price = self.price(f"{item['name']} add-on", model, "USD", created, item, metric)
-            self.account.add("prices", price)
+            self.account.add("prices", enrich(price, index, self.new_id()))
         for item, metric in usage:
             if item["name"] in PER_UNIT_RATES:
                 created = self.between(origin, self.now - 10 * DAY)
