@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from orb_source.sandbox import Account, Fault, SandboxServer, generate_account, simulate_day
+from orb_source.sandbox.account import Number, double, dumps
 from orb_source.sandbox.mutations import add_customer
 
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=UTC)
@@ -477,6 +478,19 @@ def test_money_wire_format(client: httpx.Client, account: Account) -> None:
     assert all(isinstance(v, str) for v in customer_body["metadata"].values())
 
 
+def test_numbers_keep_every_digit_on_the_wire() -> None:
+    """Decimal strings keep every place (no exponent), doubles go out as their shortest text,
+    and a value that is not exactly a double cannot become one silently."""
+    assert dumps([Decimal("0.0000000375"), Decimal("1.50"), Decimal("1E+3")]) == (
+        b'["0.0000000375","1.50","1000"]'
+    )
+    assert dumps([double(0.1 + 0.2), Number("542.6099999999999"), double(100 / 3)]) == (
+        b"[0.30000000000000004,542.6099999999999,33.333333333333336]"
+    )
+    with pytest.raises(ValueError, match="not a double"):
+        Number("0.12345678901234567890")
+
+
 # Rate limits ----------
 
 
@@ -649,6 +663,9 @@ def test_simulate_day_changes(fresh: SandboxServer) -> None:
         "edited",
         "redeemed",
         "alert",
+        "ledger void_initiated",
+        "balance transaction",
+        "created (",
     ):
         assert any(word in change for change in changes), word
     customers = account.objects("customers")

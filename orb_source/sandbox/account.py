@@ -101,7 +101,8 @@ def dumps(value: object) -> bytes:
         if isinstance(item, Number):
             return float(item)
         if isinstance(item, Decimal):
-            return format(item, "f")
+            text = str(item)  # fast, but exponent notation for tiny or scaled values
+            return format(item, "f") if "E" in text else text
         if isinstance(item, Shared):
             spliced.append(item.json())
             return f"\x00{len(spliced) - 1}"
