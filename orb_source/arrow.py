@@ -421,7 +421,7 @@ def _json_fields(root: str) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, ...
 
 def _text(value: Any, as_json: bool) -> str:
     if as_json or isinstance(value, dict | list):
-        return json.dumps(value, default=str, separators=(",", ":"))
+        return json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 

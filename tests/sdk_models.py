@@ -161,6 +161,8 @@ class Landing:
     in_json: bool = False
     link: bool = False
     """An embedded copy of another object, replaced by its id (`customer` -> `customer_id`)."""
+    whole: bool = False
+    """The path's value is the whole JSON column (a scalar declared JSON lands as JSON text)."""
 
 
 def landing(table: str, path: Path) -> Landing:
@@ -190,7 +192,7 @@ def landing(table: str, path: Path) -> Landing:
     name = "__".join(column) or "value"
     shape = nested_shape(table, tuple(hops))
     if shape is not None and name in shape.json:
-        return Landing(_name(table, hops), name, "json", in_json=True)
+        return Landing(_name(table, hops), name, "json", in_json=True, whole=True)
     return Landing(_name(table, hops), name, _declared(shape, name))
 
 
