@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 from .catalog import TABLES
 from .client import OrbAuthError, OrbError
+from .packages import UnloadablePackage, describe
 from .runner import ConfigurationError, PipelineBusy, RunReport, run_pipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -164,10 +165,11 @@ def _report_failure(exc: BaseException) -> int:
     if isinstance(cause, ConfigurationError | OrbAuthError):
         _fail(str(cause))
         return EXIT_CONFIG
-    if isinstance(cause, PipelineBusy):
-        _fail(str(cause))
+    if isinstance(cause, PipelineBusy | UnloadablePackage):
+        _fail(f"Run failed: {cause}" if isinstance(cause, UnloadablePackage) else str(cause))
         return EXIT_FAILED
-    _fail(f"Run failed: {cause}\nNothing was half-committed; the next run repairs it.")
+    message = str(cause) if isinstance(cause, OrbError) else describe(cause)
+    _fail(f"Run failed: {message}\nNothing was half-committed; the next run repairs it.")
     return EXIT_FAILED
 
 
@@ -180,7 +182,7 @@ def _root_cause(exc: BaseException) -> BaseException:
             break
         seen.append(inner)
     for candidate in seen:
-        if isinstance(candidate, OrbError | ConfigurationError | PipelineBusy):
+        if isinstance(candidate, OrbError | ConfigurationError | PipelineBusy | UnloadablePackage):
             return candidate
     return seen[-1]
 

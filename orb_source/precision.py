@@ -104,7 +104,7 @@ def _fit(owner: dict[str, Any], leaf: str, column: str, fitting: Fitting) -> Non
         owner[leaf + TOO_LARGE] = value if isinstance(value, str) else format(number, "f")
         fitting.columns[column].kept_as_text += 1
         return
-    rounded = number.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT)
+    rounded = to_scale(number)
     owner[leaf] = format(rounded, "f") if isinstance(value, str) else rounded
     if rounded == number:
         return
@@ -113,6 +113,11 @@ def _fit(owner: dict[str, Any], leaf: str, column: str, fitting: Fitting) -> Non
     fitted.largest_difference = max(
         fitted.largest_difference, abs(_EXACT.subtract(number, rounded))
     )
+
+
+def to_scale(number: Decimal) -> Decimal:
+    """The number rounded half-even to the columns' scale (exact when it has fewer places)."""
+    return number.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT)
 
 
 def _fits(value: Any) -> bool:

@@ -24,6 +24,7 @@ from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 
 from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import DEFAULT_BASE_URL, OrbClient, OrbUnreachable, RequestStats
+from .packages import discarded_when_unloadable
 from .schema import loaded_columns, schema_changes
 from .source import orb
 from .sweep import remove_replayed_rows, sweep_deletions
@@ -164,11 +165,12 @@ def run_pipeline(
         extract_info = pipeline.extract(
             source, workers=len(source.resources) + 2, loader_file_format=_file_format(pipeline)
         )
-        normalize_info = pipeline.normalize()
-        changes = schema_changes(before, pipeline.default_schema)
-        for change in changes:
-            logger.warning("schema %s", change)
-        load_info = pipeline.load()
+        with discarded_when_unloadable(pipeline):
+            normalize_info = pipeline.normalize()
+            changes = schema_changes(before, pipeline.default_schema)
+            for change in changes:
+                logger.warning("schema %s", change)
+            load_info = pipeline.load()
         sweep_deletions(pipeline)
     summaries = _table_summaries(extract_info, normalize_info.row_counts)
     return RunReport(load_info, summaries, sorted(drift) + changes, stats)
@@ -211,8 +213,9 @@ def forget_state_without_data(pipeline: dlt.Pipeline) -> dlt.Pipeline:
 def finish_pending(pipeline: dlt.Pipeline) -> None:
     """Load what a crashed run extracted, so its state and data land together."""
     if pipeline.has_pending_data:
-        pipeline.normalize()
-        pipeline.load()
+        with discarded_when_unloadable(pipeline):
+            pipeline.normalize()
+            pipeline.load()
         remove_replayed_rows(pipeline)
         sweep_deletions(pipeline)
 

@@ -5,14 +5,14 @@ text, with one warning per column, and the Arrow path loads what the dict path l
 from __future__ import annotations
 
 import logging
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dlt
 import pytest
 
-from orb_source.precision import SCALE, Fitting, fit_rows
+from orb_source.precision import SCALE, Fitting, fit_rows, to_scale
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account
 from orb_source.sandbox.account import Number
@@ -49,8 +49,7 @@ def under_policy(text: str) -> tuple[Decimal | None, str | None]:
     number = Decimal(text)
     if number.adjusted() >= 38 - SCALE:
         return None, text if "e" not in text else format(number, "f")
-    with localcontext(prec=100):
-        return number.quantize(Decimal(1).scaleb(-SCALE), rounding=ROUND_HALF_EVEN), None
+    return to_scale(number), None
 
 
 def inject(account: Account) -> dict[str, list[tuple[str, str]]]:

@@ -12,6 +12,7 @@ from typing import Any
 import dlt
 
 from orb_source.catalog import ENDPOINTS, TABLES
+from orb_source.precision import to_scale
 from orb_source.sandbox import Account
 from orb_source.schema import SHAPES
 
@@ -128,7 +129,7 @@ def same_value(api: Any, stored: Any) -> bool:
     if isinstance(stored, datetime):
         return isinstance(api, str) and datetime.fromisoformat(api) == stored
     if isinstance(stored, Decimal):
-        return Decimal(str(api)) == stored
+        return to_scale(Decimal(str(api))) == stored
     if isinstance(stored, str) and isinstance(api, Mapping | list):
         return bool(json.loads(stored) == json.loads(json.dumps(api, default=str)))
     return bool(api == stored)
