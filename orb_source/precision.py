@@ -31,8 +31,8 @@ PRECISION = 38
 SCALE = 18
 """Places after the point; BigQuery's BIGNUMERIC, Snowflake, Redshift and Databricks hold it."""
 
-INTEGER_DIGITS = PRECISION - SCALE
-QUANTUM = Decimal(1).scaleb(-SCALE)
+INFERRED_SCALE = 9
+"""The scale dlt gives a number column the schema does not declare (a field Orb adds later)."""
 _EXACT = Context(prec=1_000)
 """Wide enough that rounding and differences are exact for any number JSON can carry here."""
 
@@ -44,6 +44,7 @@ TOO_LARGE = "__v_text"
 class Fitted:
     """What the policy changed in one column during a run."""
 
+    scale: int = SCALE
     rounded: int = 0
     largest_difference: Decimal = Decimal(0)
     kept_as_text: int = 0
@@ -63,8 +64,8 @@ class Fitting:
                     " places (largest difference %s)",
                     column,
                     fitted.rounded,
-                    SCALE,
-                    SCALE,
+                    fitted.scale,
+                    fitted.scale,
                     format(fitted.largest_difference, "f"),
                 )
             if fitted.kept_as_text:
@@ -72,15 +73,21 @@ class Fitting:
                     "%s: %d value(s) with more than %d integer digits kept as text in %s%s",
                     column,
                     fitted.kept_as_text,
-                    INTEGER_DIGITS,
+                    PRECISION - fitted.scale,
                     column,
                     TOO_LARGE,
                 )
 
 
 def fit_rows(table: str, rows: list[dict[str, Any]], fitting: Fitting) -> None:
-    """Make every declared DECIMAL value of `table`'s rows, at any depth, fit its column, in
-    place. Values that fit, nearly all of them, are only looked at."""
+    """Make every declared DECIMAL value of `table`'s rows, at any depth, and every number in a
+    top-level field the schema does not declare, fit its column, in place. Values that fit,
+    nearly all of them, are only looked at."""
+    declared = declared_columns(table)
+    for row in rows:
+        for name, value in list(row.items()):
+            if type(value) is Decimal and name not in declared:
+                _fit(row, name, f"{table}.{name}", fitting, INFERRED_SCALE)
     for hops, paths in decimal_paths(table):
         owner_table = "__".join((table, *hops))
         objects = objects_at(rows, hops)
@@ -89,53 +96,55 @@ def fit_rows(table: str, rows: list[dict[str, Any]], fitting: Fitting) -> None:
             for obj in objects:
                 owner = _owner(obj, parents)
                 if owner is not None:
-                    _fit(owner, leaf, column, fitting)
+                    _fit(owner, leaf, column, fitting, SCALE)
 
 
-def _fit(owner: dict[str, Any], leaf: str, column: str, fitting: Fitting) -> None:
+def _fit(owner: dict[str, Any], leaf: str, column: str, fitting: Fitting, scale: int) -> None:
     value = owner.get(leaf)
-    if value is None or isinstance(value, bool) or _fits(value):
+    if value is None or isinstance(value, bool) or _fits(value, scale):
         return
     number = _number(value)
     if number is None:
         return
-    if number.adjusted() >= INTEGER_DIGITS:
+    fitted = fitting.columns[column]
+    fitted.scale = scale
+    if number.adjusted() >= PRECISION - scale:
         owner[leaf] = None
         owner[leaf + TOO_LARGE] = value if isinstance(value, str) else format(number, "f")
-        fitting.columns[column].kept_as_text += 1
+        fitted.kept_as_text += 1
         return
-    rounded = to_scale(number)
+    rounded = to_scale(number, scale)
     owner[leaf] = format(rounded, "f") if isinstance(value, str) else rounded
     if rounded == number:
         return
-    fitted = fitting.columns[column]
     fitted.rounded += 1
     fitted.largest_difference = max(
         fitted.largest_difference, abs(_EXACT.subtract(number, rounded))
     )
 
 
-def to_scale(number: Decimal) -> Decimal:
-    """The number rounded half-even to the columns' scale (exact when it has fewer places)."""
-    return number.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT)
+def to_scale(number: Decimal, scale: int = SCALE) -> Decimal:
+    """The number rounded half-even to `scale` places (exact when it has fewer places)."""
+    return number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_EVEN, context=_EXACT)
 
 
-def _fits(value: Any) -> bool:
-    """True for a plain decimal string or number that fits DECIMAL(38, 18) as it is."""
+def _fits(value: Any, scale: int) -> bool:
+    """True for a plain decimal string or number that fits DECIMAL(38, scale) as it is."""
+    integer_digits = PRECISION - scale
     if isinstance(value, str):
         if "e" in value or "E" in value:
             return False
         point = value.find(".")
         places = len(value) - point - 1 if point >= 0 else 0
         digits = (point if point >= 0 else len(value)) - (value[:1] in ("-", "+"))
-        return places <= SCALE and digits <= INTEGER_DIGITS
+        return places <= scale and digits <= integer_digits
     if isinstance(value, Decimal):
         exponent = value.as_tuple().exponent
         return (
-            isinstance(exponent, int) and exponent >= -SCALE and value.adjusted() < INTEGER_DIGITS
+            isinstance(exponent, int) and exponent >= -scale and value.adjusted() < integer_digits
         )
     if isinstance(value, int):
-        return abs(value) < 10**INTEGER_DIGITS
+        return abs(value) < 10**integer_digits
     return True
 
 
@@ -180,6 +189,13 @@ def _array_at(obj: Mapping[str, Any], path: list[str]) -> Iterator[Any]:
             return iter(())
         value = value.get(part)
     return iter(value) if type(value) is list else iter(())
+
+
+@cache
+def declared_columns(table: str) -> frozenset[str]:
+    from .schema import table_columns
+
+    return frozenset(table_columns(table))
 
 
 @cache

@@ -24,7 +24,7 @@ DOUBLES = [
     "0.30000000000000004",
     "33.333333333333336",
     "-1.5e-10",
-    "1.2345678901234567e-05",
+    "1.2345678901234568e-05",
     "-9.87654321987654e+19",
     "5e-324",
     "1e+25",
@@ -167,7 +167,7 @@ def test_one_warning_per_column_names_count_and_largest_difference(
     rounded = [w for w in warnings if "rounded half-even" in w]
     assert sum("credit_ledger_entries.amount: 2 value(s)" in w for w in rounded) == 2, (
         rounded
-    )  # 1.2345678901234567e-05 and 5e-324, once per path
+    )  # 1.2345678901234568e-05 and 5e-324, once per path
     assert any(
         w.startswith("customers.balance: 2 value(s)")
         and w.endswith("(largest difference 0.00000000000000000028)")
