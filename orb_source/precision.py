@@ -11,8 +11,9 @@ every double down to 1e-18; 20 integer digits hold any amount. A value that stil
 never fails a run. More places are rounded half-even to 18; more integer digits keep the value,
 unchanged, as text in a `{column}__v_text` column beside it, the way dlt stores a value of
 another type. Either way one warning per run and column names `table.column`, how many values
-and the largest difference. Rows of the Arrow path and of dlt's dict path both pass through
-`fit_rows`, so both load the same values.
+and the largest difference. A number in a top-level field the schema does not declare yet (a
+field Orb adds later) gets the same treatment at the scale dlt infers for it, 9. Rows of the
+Arrow path and of dlt's dict path both pass through `fit_rows`, so both load the same values.
 """
 
 from __future__ import annotations
