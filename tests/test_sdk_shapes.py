@@ -165,6 +165,11 @@ def served(account: Account) -> Shapes:
     shapes = Shapes()
     with httpx.Client(base_url="http://sandbox/v1", transport=transport(Api(account))) as client:
         customers = [shapes.check("customers", Customer, t) for t in walk(client, "/customers")]
+        for customer in customers:
+            by_id = client.get(f"/customers/{customer.id}")
+            assert (
+                by_id.status_code == 200 and Customer.model_validate_json(by_id.content) == customer
+            )
         for path, model, params in (
             ("/subscriptions", Subscription, {}),
             ("/invoices", Invoice, {"status[]": list(INVOICE_STATUSES)}),
@@ -302,6 +307,7 @@ def test_demo_account_has_every_enum_value_and_filled_list(demo_shapes: Shapes) 
         CreditListResponse, "credit_block_source"
     )
     assert values["credit_notes.type"] == literals(CreditNote, "type")
+    assert values["credit_notes.line_items[].discounts[].discount_type"] == {"percentage", "amount"}
     for path in (
         "subscriptions.adjustment_intervals",
         "subscriptions.discount_intervals",
