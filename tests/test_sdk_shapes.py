@@ -46,14 +46,16 @@ from orb_source.sandbox.api import INVOICE_STATUSES, Api
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=UTC)
 
 
-def transport(api: Api) -> httpx.MockTransport:
-    """The sandbox's request handling in process, without a socket."""
+def transport(api: Api, shapes: Shapes) -> httpx.MockTransport:
+    """The sandbox's request handling in process, without a socket; every body it answers
+    is scanned for numbers as Orb writes them."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         path = urlsplit(str(request.url)).path.removeprefix("/v1")
         query = parse_qs(request.url.query.decode(), keep_blank_values=True)
         with api.account.lock:
             reply = api.handle(path, query)
+        shapes.scan(reply.body)
         return httpx.Response(reply.status, content=reply.body)
 
     return httpx.MockTransport(handle)
@@ -130,10 +132,13 @@ class Shapes:
             raise AssertionError(f"{endpoint}: {str(error)[:3000]}\n{text[:2000]!r}") from error
         self.objects[endpoint] += 1
         self.visit(validated, endpoint)
-        self.markers.update(m for m in MARKERS if m in text)
-        if EIGHTEEN_PLACES.search(text):
-            self.markers.add(b"18 places")
         return validated  # type: ignore[no-any-return]
+
+    def scan(self, body: bytes) -> None:
+        """Record which exact numbers a served body holds, as the bytes on the wire."""
+        self.markers.update(m for m in MARKERS if m in body)
+        if EIGHTEEN_PLACES.search(body):
+            self.markers.add(b"18 places")
 
     def visit(self, value: Any, path: str) -> None:
         if isinstance(value, SdkModel):
@@ -163,8 +168,14 @@ class Shapes:
 def served(account: Account) -> Shapes:
     """Validate every object of every endpoint the source reads; return what was seen."""
     shapes = Shapes()
-    with httpx.Client(base_url="http://sandbox/v1", transport=transport(Api(account))) as client:
+    http = transport(Api(account), shapes)
+    with httpx.Client(base_url="http://sandbox/v1", transport=http) as client:
         customers = [shapes.check("customers", Customer, t) for t in walk(client, "/customers")]
+        for customer in customers:
+            by_id = client.get(f"/customers/{customer.id}")
+            assert (
+                by_id.status_code == 200 and Customer.model_validate_json(by_id.content) == customer
+            )
         for path, model, params in (
             ("/subscriptions", Subscription, {}),
             ("/invoices", Invoice, {"status[]": list(INVOICE_STATUSES)}),
@@ -302,6 +313,7 @@ def test_demo_account_has_every_enum_value_and_filled_list(demo_shapes: Shapes) 
         CreditListResponse, "credit_block_source"
     )
     assert values["credit_notes.type"] == literals(CreditNote, "type")
+    assert values["credit_notes.line_items[].discounts[].discount_type"] == {"percentage", "amount"}
     for path in (
         "subscriptions.adjustment_intervals",
         "subscriptions.discount_intervals",

@@ -1038,6 +1038,7 @@ class Builder:
             return None
         price = {"id": line["price"]["id"], "name": line["price"]["name"]}
         discount = money(total / 9) if rich else ZERO
+        by_amount = self.rng.random() < 0.5
         note: Obj = {
             "id": self.new_id(),
             "credit_note_number": f"CN-{self.account.next_number('credit_note'):06d}",
@@ -1068,9 +1069,9 @@ class Builder:
                             "id": self.new_id(),
                             "amount_applied": discount,
                             "applies_to_price_ids": [price["id"]],
-                            "discount_type": "amount",
-                            "percentage_discount": Number(0),
-                            "amount_discount": discount,
+                            "discount_type": "amount" if by_amount else "percentage",
+                            "percentage_discount": Number(0) if by_amount else double(1 / 9),
+                            "amount_discount": discount if by_amount else None,
                             "reason": "Goodwill “credit”",
                         }
                     ]

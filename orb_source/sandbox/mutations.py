@@ -201,6 +201,22 @@ def _backdated_subscription(b: Builder) -> list[str]:
     return changes
 
 
+def intervals(sub: Obj) -> list[Obj]:
+    """Every interval of a subscription that spans its whole life: prices, adjustments,
+    discounts, minimums and maximums."""
+    return [
+        interval
+        for key in (
+            "price_intervals",
+            "adjustment_intervals",
+            "discount_intervals",
+            "minimum_intervals",
+            "maximum_intervals",
+        )
+        for interval in sub[key]
+    ]
+
+
 def _start_subscription(b: Builder) -> list[str]:
     """Start due upcoming subscriptions; if none is due, start the next one early."""
     upcoming = sorted(
@@ -211,7 +227,7 @@ def _start_subscription(b: Builder) -> list[str]:
     for sub in due:
         start = min(sub["start_date"], b.now.replace(hour=0, minute=0, second=0))
         sub.update(status="active", start_date=start)
-        for interval in sub["price_intervals"]:
+        for interval in intervals(sub):
             interval["start_date"] = start
         set_period(sub, current_period(start, b.now))
     return [f"subscription {s['id']} started" for s in due]
@@ -227,7 +243,7 @@ def _end_subscription(b: Builder) -> list[str]:
         return []
     sub = b.rng.choice(active)
     sub.update(status="ended", end_date=b.now)
-    for interval in sub["price_intervals"]:
+    for interval in intervals(sub):
         interval["end_date"] = b.now
     set_period(sub, None)
     return [f"subscription {sub['id']} ended"]

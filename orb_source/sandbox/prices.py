@@ -9,7 +9,7 @@ stay numbers; a few config fields Orb types as strings even when they count unit
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -477,7 +477,7 @@ def config(model: str, rng: random.Random, fixed: bool = False) -> Obj:
     return {f"{model}_config": block}
 
 
-def nominal_rate(price: Obj | Any) -> Decimal:
+def nominal_rate(price: Mapping[str, Any]) -> Decimal:
     """The first rate of a price's config: how the sandbox bills models it does not compute
     exactly (every model beyond unit, package, bulk, tiered and matrix)."""
     return _first_rate(price[f"{price['model_type']}_config"]) or Decimal(0)
