@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from functools import cache
@@ -85,19 +85,35 @@ def fit_rows(table: str, rows: list[dict[str, Any]], fitting: Fitting) -> None:
     top-level field the schema does not declare, fit its column, in place. Values that fit,
     nearly all of them, are only looked at."""
     declared = declared_columns(table)
+    tree = decimal_tree(table)
+    shared: set[int] = set()
     for row in rows:
-        for name, value in list(row.items()):
-            if type(value) is Decimal and name not in declared:
+        _walk(row, tree, fitting, shared)
+        new = [name for name, value in row.items() if type(value) is Decimal]
+        for name in new:
+            if name not in declared:
                 _fit(row, name, f"{table}.{name}", fitting, INFERRED_SCALE)
-    for hops, paths in decimal_paths(table):
-        owner_table = "__".join((table, *hops))
-        objects = objects_at(rows, hops)
-        for *parents, leaf in paths:
-            column = f"{owner_table}.{'__'.join((*parents, leaf))}"
-            for obj in objects:
-                owner = _owner(obj, parents)
-                if owner is not None:
-                    _fit(owner, leaf, column, fitting, SCALE)
+
+
+def _walk(obj: dict[str, Any], tree: Tree, fitting: Fitting, shared: set[int]) -> None:
+    """Fit the declared columns under `obj`. An embedded object with an id (a line item's
+    price, shared by every line item of the page that carries it) is fitted once."""
+    for key, below in tree.items():
+        value = obj.get(key)
+        if value is None:
+            continue
+        if type(below) is str:
+            _fit(obj, key, below, fitting, SCALE)
+        elif type(value) is dict:
+            if "id" in value:
+                if id(value) in shared:
+                    continue
+                shared.add(id(value))
+            _walk(value, below, fitting, shared)
+        elif type(value) is list:
+            for item in value:
+                if type(item) is dict:
+                    _walk(item, below, fitting, shared)
 
 
 def _fit(owner: dict[str, Any], leaf: str, column: str, fitting: Fitting, scale: int) -> None:
@@ -161,15 +177,6 @@ def _number(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def _owner(obj: Mapping[str, Any], parents: list[str]) -> dict[str, Any] | None:
-    owner: Any = obj
-    for part in parents:
-        owner = owner.get(part)
-        if type(owner) is not dict:
-            return None
-    return owner if type(owner) is dict else None
-
-
 def objects_at(rows: list[dict[str, Any]], hops: tuple[str, ...]) -> list[dict[str, Any]]:
     """The objects of a nested table: the rows' arrays along `hops`, each a flattened name."""
     objects = rows
@@ -199,16 +206,23 @@ def declared_columns(table: str) -> frozenset[str]:
     return frozenset(table_columns(table))
 
 
+Tree = dict[str, Any]
+"""Orb's field names down to each declared DECIMAL column, whose `table.column` is the leaf;
+arrays are walked through, so a child table's fields sit under its array's field."""
+
+
 @cache
-def decimal_paths(table: str) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], ...]:
-    """Per nested table of `table` (the array hops that reach its objects), the paths of its
-    declared DECIMAL columns inside those objects."""
+def decimal_tree(table: str) -> Tree:
     from .schema import SHAPES
 
     shape = SHAPES[table]
-    tables: Iterable[tuple[tuple[str, ...], Any]] = [((), shape), *shape.nested.items()]
-    return tuple(
-        (hops, tuple(tuple(name.split("__")) for name in nested.decimal))
-        for hops, nested in tables
-        if nested.decimal
-    )
+    tree: Tree = {}
+    for hops, nested in [((), shape), *shape.nested.items()]:
+        to_table = [key for hop in hops for key in hop.split("__")]
+        for name in nested.decimal:
+            *parents, leaf = name.split("__")
+            node = tree
+            for key in (*to_table, *parents):
+                node = node.setdefault(key, {})
+            node[leaf] = f"{'__'.join((table, *hops))}.{name}"
+    return tree
