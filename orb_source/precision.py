@@ -97,13 +97,19 @@ def fit_rows(table: str, rows: list[dict[str, Any]], fitting: Fitting) -> None:
 
 def _walk(obj: dict[str, Any], tree: Tree, fitting: Fitting, shared: set[int]) -> None:
     """Fit the declared columns under `obj`. An embedded object with an id (a line item's
-    price, shared by every line item of the page that carries it) is fitted once."""
+    price, shared by every line item of the page that carries it) is fitted once.
+
+    A JSON number in a declared column becomes its exact decimal text, as Orb's money strings
+    are: both paths cast text to the column's DECIMAL, and Arrow infers one type for a batch of
+    texts where it rejects decimals of mixed precision."""
     for key, below in tree.items():
         value = obj.get(key)
         if value is None:
             continue
         if type(below) is str:
             _fit(obj, key, below, fitting, SCALE)
+            if type(obj[key]) in (Decimal, int):
+                obj[key] = format(obj[key], "f") if type(obj[key]) is Decimal else str(obj[key])
         elif type(value) is dict:
             if "id" in value:
                 if id(value) in shared:
