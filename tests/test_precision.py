@@ -184,8 +184,8 @@ def test_fit_rows_rounds_in_place_and_counts() -> None:
     ]
     fitting = Fitting()
     fit_rows("credit_ledger_entries", rows, fitting)
-    assert rows[0]["amount"] == Decimal("1.000000000000000000")
-    assert rows[1]["amount"] == Decimal("2.5")
+    assert rows[0]["amount"] == "1.000000000000000000"
+    assert rows[1]["amount"] == "2.5"
     assert rows[1]["credit_block"]["per_unit_cost_basis"] == "0.000000000000000000"
     assert fitting.columns["credit_ledger_entries.amount"].rounded == 1
     assert fitting.columns["credit_ledger_entries.amount"].largest_difference == Decimal("5e-19")
