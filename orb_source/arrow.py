@@ -4,7 +4,8 @@ For the high-volume tables (invoices, their line items, ledger entries) dlt's pe
 normalizer was the bottleneck (benchmarks/RESULTS.md). This module does the same relational
 flattening: nested objects become `a__b` columns, arrays become child tables
 (`invoice_line_items__tax_amounts`) linked by `_dlt_parent_id`/`_dlt_root_id`/`_dlt_list_idx`,
-deeper arrays become JSON, and column types come from the declared schema (`schema.py`) or,
+objects and arrays nested deeper than the table's `max_table_nesting` (`Shape.nesting`) become
+JSON, as dlt counts them, and column types come from the declared schema (`schema.py`) or,
 for fields Orb adds later, from the values, the way dlt would infer them.
 
 Two ways build the same tables. `_Columnar` hands a whole batch to Arrow as one struct array
@@ -38,17 +39,17 @@ from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
 from dlt.extract.items import DataItemWithMeta
 
 from .lakehouse import open_table_format
-from .schema import SHAPES, Shape, table_columns, write_disposition
+from .precision import PRECISION, SCALE, objects_at
+from .schema import SHAPES, Shape, max_table_nesting, table_columns, write_disposition
 
 # pyarrow imports pandas, when it is installed, the first time it converts Python objects. Done
 # in an extract thread, that import races dlt's checks for DataFrames in the other threads,
 # which see a half-imported module and fail the run; one conversion here imports it up front.
 pa.array([])
 
-MAX_NESTING = 2
-"""The source's `max_table_nesting`: arrays deeper than this are JSON."""
-
-DECIMAL = pa.decimal128(38, 9)
+DECIMAL = pa.decimal128(PRECISION, SCALE)
+INFERRED_DECIMAL = pa.decimal128(38, 9)
+"""A number in a field the schema does not declare: the type dlt's normalizer gives it."""
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 ARROW_TYPES: Mapping[str, pa.DataType] = {
     "decimal": DECIMAL,
@@ -156,12 +157,13 @@ class _Columnar:
         root: pa.Array,
     ) -> None:
         json_columns = _json_columns(self.root, table)
+        nested = depth < _nesting(self.root)
         for field, values in zip(array.type, array.flatten(), strict=True):
             name = prefix + field.name
-            nested = name not in json_columns
-            if pa.types.is_struct(field.type) and nested:
-                self._into(columns, values, name + "__", table, depth, key, root)
-            elif pa.types.is_list(field.type) and depth < MAX_NESTING and nested:
+            unfolded = nested and name not in json_columns
+            if pa.types.is_struct(field.type) and unfolded:
+                self._into(columns, values, name + "__", table, depth + 1, key, root)
+            elif pa.types.is_list(field.type) and unfolded:
                 self._children(f"{table}__{name}", values, depth + 1, key, root)
             elif pa.types.is_nested(field.type):
                 raise _Misfit
@@ -221,7 +223,7 @@ def _typed(columns: Mapping[str, pa.Array], declared: TTableSchemaColumns) -> pa
 def _inferred(values: pa.Array) -> pa.DataType:
     kind = values.type
     if pa.types.is_decimal(kind):
-        return DECIMAL
+        return INFERRED_DECIMAL
     if kind in (pa.bool_(), pa.int64()):
         return kind
     if kind == pa.string():
@@ -231,6 +233,7 @@ def _inferred(values: pa.Array) -> pa.DataType:
 
 CASTS = {
     DECIMAL: (pa.types.is_string, pa.types.is_integer, pa.types.is_decimal),
+    INFERRED_DECIMAL: (pa.types.is_string, pa.types.is_integer, pa.types.is_decimal),
     TIMESTAMP: (pa.types.is_string, pa.types.is_timestamp),
 }
 """The conversions `_build` also makes; any other mismatch is a change of type."""
@@ -274,12 +277,13 @@ class _Flattener:
         root: str,
     ) -> None:
         json_columns = _json_columns(self.root, table)
+        nested = depth < _nesting(self.root)
         for field, value in obj.items():
             name = prefix + field if prefix else field
             kind = type(value)
-            if kind is dict and name not in json_columns:
-                self._into(flat, value, name + "__", table, depth, key, root)
-            elif kind is list and depth < MAX_NESTING and name not in json_columns:
+            if kind is dict and nested and name not in json_columns:
+                self._into(flat, value, name + "__", table, depth + 1, key, root)
+            elif kind is list and nested and name not in json_columns:
                 self._children(f"{table}__{name}", value, depth + 1, key, root)
             else:
                 flat[name] = value
@@ -321,7 +325,7 @@ def _build(rows: list[Row], declared: TTableSchemaColumns, careful: bool) -> pa.
             _stringify(rows, name)
         elif careful and _coerce(rows, name, target):
             variants.append(pa.field(f"{name}__v_text", pa.string()))
-        elif not careful and isinstance(sample, str) and target in (DECIMAL, TIMESTAMP):
+        elif not careful and isinstance(sample, str) and target in CASTS:
             casts[name] = target
             target = pa.string()
         staged.append(pa.field(name, target))
@@ -351,7 +355,7 @@ def _coerce(rows: list[Row], name: str, target: pa.DataType) -> bool:
 def _as_type(value: Any, target: pa.DataType) -> Any:
     if isinstance(value, bool) and target != pa.bool_():
         raise TypeError("a boolean in a non-boolean column")
-    if target == DECIMAL and isinstance(value, str | int | Decimal):
+    if pa.types.is_decimal(target) and isinstance(value, str | int | Decimal):
         return Decimal(value) if isinstance(value, str) else Decimal(str(value))
     if target == TIMESTAMP and isinstance(value, str | datetime):
         return datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -379,7 +383,7 @@ def _infer(values: list[Any]) -> pa.DataType:
     if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
         return pa.int64()
     if all(isinstance(v, int | Decimal) and not isinstance(v, bool) for v in present):
-        return DECIMAL
+        return INFERRED_DECIMAL
     if all(isinstance(v, str) and _is_timestamp(v) for v in present):
         return TIMESTAMP
     return pa.string()
@@ -399,13 +403,12 @@ def _encode_json(root: str, rows: list[Row]) -> None:
     values no sync strategy reads (metadata, prices, filters) change, and an existing key's
     value is replaced, never a key added.
 
-    Line items embed their whole price; a listing repeats a few prices thousands of times,
-    so each price is encoded once per batch. A price's only mutable field is its metadata,
-    which is part of the key.
+    Line items of a page share one object per distinct price (`wire.py`), so an object reached
+    twice is encoded once.
     """
-    encoded: dict[tuple[str, str], str] = {}
+    done: set[tuple[int, str]] = set()
     for hops, paths in _json_fields(root):
-        objects = _reached(rows, hops)
+        objects = objects_at(rows, hops)
         for *parents, leaf in paths:
             for obj in objects:
                 owner: Any = obj
@@ -415,39 +418,9 @@ def _encode_json(root: str, rows: list[Row]) -> None:
                         break
                 else:
                     value = owner.get(leaf)
-                    if value is not None:
-                        owner[leaf] = _json_text(value, encoded)
-
-
-def _json_text(value: Any, encoded: dict[tuple[str, str], str]) -> str:
-    if isinstance(value, dict) and "id" in value and "metadata" in value:
-        key = (str(value["id"]), repr(value["metadata"]))
-        if key not in encoded:
-            encoded[key] = _text(value, as_json=True)
-        return encoded[key]
-    return _text(value, as_json=True)
-
-
-def _reached(rows: list[Row], hops: tuple[str, ...]) -> list[Row]:
-    """The objects of a nested table: the rows' arrays along `hops`, each a flattened name."""
-    objects = rows
-    for hop in hops:
-        objects = [
-            item
-            for obj in objects
-            for item in _at(obj, hop.split("__")) or ()
-            if type(item) is dict
-        ]
-    return objects
-
-
-def _at(obj: Mapping[str, Any], path: list[str]) -> Any:
-    value: Any = obj
-    for part in path:
-        if type(value) is not dict:
-            return None
-        value = value.get(part)
-    return value if type(value) is list else None
+                    if value is not None and (id(owner), leaf) not in done:
+                        owner[leaf] = _text(value, as_json=True)
+                        done.add((id(owner), leaf))
 
 
 @cache
@@ -465,7 +438,7 @@ def _json_fields(root: str) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, ...
 
 def _text(value: Any, as_json: bool) -> str:
     if as_json or isinstance(value, dict | list):
-        return json.dumps(value, default=str, separators=(",", ":"))
+        return json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 
@@ -487,6 +460,11 @@ def _shape(root: str, table: str) -> Shape | None:
         if "__".join(nested_path) == "__".join(path):
             return shape
     return None
+
+
+@cache
+def _nesting(root: str) -> int:
+    return max_table_nesting(root)
 
 
 @cache

@@ -39,6 +39,10 @@ class DeletionsNotMarked(Exception):
     """The load committed its rows and cursors, then the deletion sweep failed."""
 
 
+class UnloadablePackage(Exception):
+    """A package failed to normalize or load for good; it was discarded (`packages.py`)."""
+
+
 class DestinationLocked(Exception):
     """Another process holds the DuckDB file (a notebook, a second pipeline): exit 1."""
 
@@ -63,13 +67,15 @@ def locked_file(error: BaseException) -> DestinationLocked | None:
 
 
 def causes(error: BaseException) -> list[BaseException]:
-    """The error and what it was raised from, outermost first (dlt wraps step errors)."""
+    """The error and what it was raised from, outermost first (dlt wraps step errors); dlt's
+    load job errors add the destination client's own exception."""
     chain: list[BaseException] = [error]
-    while True:
-        inner = chain[-1].__cause__ or chain[-1].__context__
-        if inner is None or inner in chain:
-            return chain
+    while (inner := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        if inner in chain:
+            break
         chain.append(inner)
+    clients = [getattr(e, "client_exception", None) for e in chain]
+    return chain + [client for client in clients if isinstance(client, BaseException)]
 
 
 def cause_of(error: BaseException) -> BaseException:
@@ -95,6 +101,8 @@ def describe(error: BaseException) -> tuple[int, str]:
         return EXIT_FAILED, str(locked)
     if isinstance(cause, PipelineBusy):
         return EXIT_FAILED, str(cause)
+    if isinstance(cause, UnloadablePackage):
+        return EXIT_FAILED, f"Run failed: {cause}"
     chain = causes(error)
     text = first_line(cause)
     passes = passes_on_its_own(cause) or any(isinstance(c, TransientException) for c in chain)

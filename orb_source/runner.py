@@ -40,6 +40,7 @@ from .client import (
 from .destinations import check_destination, resolve_destination
 from .failures import ConfigurationError, DeletionsNotMarked, PipelineBusy
 from .lakehouse import TABLE_FORMATS, announce, missing_library, with_default_bucket
+from .packages import discarded_when_unloadable
 from .reporting import create_views
 from .schema import loaded_columns, schema_changes
 from .source import orb
@@ -253,11 +254,12 @@ def run_pipeline(
             loader_file_format=_file_format(pipeline),
             refresh="drop_sources" if replace else None,
         )
-        normalize_info = pipeline.normalize()
-        changes = schema_changes(before, pipeline.default_schema)
-        for change in changes:
-            logger.warning("schema %s", change)
-        load_info = pipeline.load()
+        with discarded_when_unloadable(pipeline):
+            normalize_info = pipeline.normalize()
+            changes = schema_changes(before, pipeline.default_schema)
+            for change in changes:
+                logger.warning("schema %s", change)
+            load_info = pipeline.load()
         deleted = Counter(sweep_after_load(pipeline)) + recovered.deleted
         loaded = Counter(normalize_info.row_counts) + recovered.loaded
         if views:
@@ -314,8 +316,9 @@ def finish_pending(pipeline: dlt.Pipeline) -> Recovered:
     if not pipeline.has_pending_data:
         return Recovered()
     logger.warning("finishing the load a previous run left unfinished")
-    normalized = pipeline.normalize()
-    pipeline.load()
+    with discarded_when_unloadable(pipeline):
+        normalized = pipeline.normalize()
+        pipeline.load()
     remove_replayed_rows(pipeline)
     return Recovered(Counter(normalized.row_counts), Counter(sweep_after_load(pipeline)))
 

@@ -7,7 +7,7 @@ and declared columns exist from the first load even while every value is still N
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -24,8 +24,15 @@ from dlt.extract.hints import TResourceNestedHints
 
 from .catalog import EMITTED_ONCE
 from .lakehouse import MERGING_FORMATS
+from .precision import PRECISION, SCALE
 
-MONEY: TColumnSchema = {"data_type": "decimal", "precision": 38, "scale": 9, "nullable": True}
+MONEY: TColumnSchema = {
+    "data_type": "decimal",
+    "precision": PRECISION,
+    "scale": SCALE,
+    "nullable": True,
+}
+"""Every money field and quantity; `precision.py` says why this size and what does not fit."""
 TIMESTAMP: TColumnSchema = {"data_type": "timestamp", "timezone": True, "nullable": True}
 JSON: TColumnSchema = {"data_type": "json", "nullable": True}
 TEXT: TColumnSchema = {"data_type": "text", "nullable": True}
@@ -56,6 +63,61 @@ class Shape:
         )
         return {name: {"name": name, **hint} for names, hint in typed for name in names}
 
+    def merged(self, other: Shape) -> Shape:
+        """Both shapes' columns, table by table."""
+        nested = dict(self.nested)
+        for hops, shape in other.nested.items():
+            nested[hops] = nested[hops].merged(shape) if hops in nested else shape
+        columns = {
+            kind: tuple(dict.fromkeys((*getattr(self, kind), *getattr(other, kind))))
+            for kind in KINDS
+        }
+        return replace(self, **columns, nested=nested)
+
+    def under(self, prefix: str) -> Shape:
+        """This object's shape as a nested object `prefix` of its owner (`price__...`)."""
+        columns = {
+            kind: tuple(f"{prefix}__{name}" for name in getattr(self, kind)) for kind in KINDS
+        }
+        nested = {(f"{prefix}__{hops[0]}", *hops[1:]): n for hops, n in self.nested.items()}
+        return replace(self, **columns, nested=nested)
+
+    def listed_in(self, array: tuple[str, ...]) -> Shape:
+        """This object's shape as the items of its owner's array (a child table)."""
+        nested = {(*array, *hops): shape for hops, shape in self.nested.items()}
+        return Shape(nested={array: replace(self, nested={}), **nested})
+
+    def nesting(self) -> int:
+        """dlt's `max_table_nesting` that keeps every declared column out of JSON: each nested
+        object and each array on the way to a column counts one level."""
+        levels = [
+            len(hops) + sum(name.count("__") for name in hops) + name.count("__")
+            for hops, shape in [((), self), *self.nested.items()]
+            for name in shape.decimal
+        ]
+        return max([2, *levels])
+
+
+KINDS = ("decimal", "timestamp", "json", "text", "bigint", "bool")
+
+
+def money(*paths: str) -> Shape:
+    """DECIMAL columns from Orb's field paths, `[]` marking an array: `tiers[].unit_amount`
+    is column `unit_amount` of child table `tiers`."""
+    shape = Shape()
+    for path in paths:
+        *arrays, leaf = path.split("[].")
+        hops = tuple(hop.replace(".", "__") for hop in arrays)
+        column = Shape(decimal=(leaf.replace(".", "__"),))
+        shape = shape.merged(column.listed_in(hops) if hops else column)
+        for depth in range(1, len(hops)):
+            shape = shape.merged(Shape().listed_in(hops[:depth]))
+    return shape
+
+
+def at(prefix: str, paths: Iterable[str]) -> tuple[str, ...]:
+    return tuple(prefix + path for path in paths)
+
 
 def address_columns(prefix: str) -> tuple[str, ...]:
     """An Orb Address object, flattened the way dlt names its columns."""
@@ -70,16 +132,148 @@ def tax_id_columns(prefix: str) -> tuple[str, ...]:
 ROOT = Shape(text=("id",), timestamp=("deleted_at", "synced_at"))
 """Columns every table has: Orb's id, the deletion marker and when the row was last read."""
 
+PRICE_MONEY = (
+    "conversion_rate",
+    "fixed_price_quantity",
+    "minimum_amount",
+    "maximum_amount",
+    "minimum.minimum_amount",
+    "maximum.maximum_amount",
+    "discount.amount_discount",
+    "discount.percentage_discount",
+    "discount.usage_discount",
+    "discount.trial_amount_discount",
+    "discount.trial_percentage_discount",
+    "discount.tiers[].lower_bound",
+    "discount.tiers[].upper_bound",
+    "discount.tiers[].percentage",
+    "conversion_rate_config.unit_config.unit_amount",
+    "conversion_rate_config.tiered_config.tiers[].first_unit",
+    "conversion_rate_config.tiered_config.tiers[].last_unit",
+    "conversion_rate_config.tiered_config.tiers[].unit_amount",
+    "unit_config.unit_amount",
+    "unit_config.scaling_factor",
+    "tiered_config.tiers[].first_unit",
+    "tiered_config.tiers[].last_unit",
+    "tiered_config.tiers[].unit_amount",
+    "bulk_config.tiers[].maximum_units",
+    "bulk_config.tiers[].unit_amount",
+    "bulk_with_filters_config.tiers[].tier_lower_bound",
+    "bulk_with_filters_config.tiers[].unit_amount",
+    "bulk_with_proration_config.tiers[].tier_lower_bound",
+    "bulk_with_proration_config.tiers[].unit_amount",
+    "package_config.package_amount",
+    "package_with_allocation_config.allocation",
+    "package_with_allocation_config.package_amount",
+    "package_with_allocation_config.package_size",
+    "matrix_config.default_unit_amount",
+    "matrix_config.scaling_factor",
+    "matrix_config.matrix_values[].scaling_factor",
+    "matrix_config.matrix_values[].unit_amount",
+    "matrix_with_allocation_config.allocation",
+    "matrix_with_allocation_config.default_unit_amount",
+    "matrix_with_allocation_config.scaling_factor",
+    "matrix_with_allocation_config.matrix_values[].scaling_factor",
+    "matrix_with_allocation_config.matrix_values[].unit_amount",
+    "matrix_with_display_name_config.unit_amounts[].unit_amount",
+    "matrix_with_threshold_discounts_config.default_unit_amount",
+    "matrix_with_threshold_discounts_config.matrix_values[].unit_amount",
+    "matrix_with_threshold_discounts_config.threshold_discount_groups[]"
+    ".above_threshold_discount_percentage",
+    "matrix_with_threshold_discounts_config.threshold_discount_groups[]"
+    ".below_threshold_discount_percentage",
+    "matrix_with_threshold_discounts_config.threshold_discount_groups[].threshold_amount",
+    "threshold_total_amount_config.consumption_table[].threshold",
+    "threshold_total_amount_config.consumption_table[].total_amount",
+    "tiered_package_config.package_size",
+    "tiered_package_config.tiers[].per_unit",
+    "tiered_package_config.tiers[].tier_lower_bound",
+    "tiered_package_with_minimum_config.package_size",
+    "tiered_package_with_minimum_config.tiers[].minimum_amount",
+    "tiered_package_with_minimum_config.tiers[].per_unit",
+    "tiered_package_with_minimum_config.tiers[].tier_lower_bound",
+    "tiered_with_minimum_config.tiers[].minimum_amount",
+    "tiered_with_minimum_config.tiers[].tier_lower_bound",
+    "tiered_with_minimum_config.tiers[].unit_amount",
+    "tiered_with_proration_config.tiers[].tier_lower_bound",
+    "tiered_with_proration_config.tiers[].unit_amount",
+    "tiered_matrix_with_allocation_config.allocation",
+    "tiered_matrix_with_allocation_config.default_unit_amount",
+    "tiered_matrix_with_allocation_config.tiers[].tier_lower_bound",
+    "tiered_matrix_with_allocation_config.tiers[].unit_amount",
+    "grouped_tiered_config.tiers[].tier_lower_bound",
+    "grouped_tiered_config.tiers[].unit_amount",
+    "grouped_tiered_matrix_config.default_unit_amount",
+    "grouped_tiered_matrix_config.tiers[].tier_lower_bound",
+    "grouped_tiered_matrix_config.tiers[].unit_amount",
+    "grouped_tiered_package_config.package_size",
+    "grouped_tiered_package_config.tiers[].per_unit",
+    "grouped_tiered_package_config.tiers[].tier_lower_bound",
+    "max_group_tiered_package_config.package_size",
+    "max_group_tiered_package_config.tiers[].tier_lower_bound",
+    "max_group_tiered_package_config.tiers[].unit_amount",
+    "grouped_allocation_config.allocation",
+    "grouped_allocation_config.overage_unit_rate",
+    "grouped_with_prorated_minimum_config.minimum",
+    "grouped_with_prorated_minimum_config.unit_rate",
+    "grouped_with_metered_minimum_config.minimum_unit_amount",
+    "grouped_with_metered_minimum_config.scaling_factors[].scaling_factor",
+    "grouped_with_metered_minimum_config.unit_amounts[].unit_amount",
+    "grouped_with_min_max_thresholds_config.maximum_charge",
+    "grouped_with_min_max_thresholds_config.minimum_charge",
+    "grouped_with_min_max_thresholds_config.per_unit_rate",
+    "scalable_matrix_with_unit_pricing_config.unit_price",
+    "scalable_matrix_with_unit_pricing_config.matrix_scaling_factors[].scaling_factor",
+    "scalable_matrix_with_tiered_pricing_config.matrix_scaling_factors[].scaling_factor",
+    "scalable_matrix_with_tiered_pricing_config.tiers[].tier_lower_bound",
+    "scalable_matrix_with_tiered_pricing_config.tiers[].unit_amount",
+    "cumulative_grouped_bulk_config.dimension_values[].tier_lower_bound",
+    "cumulative_grouped_bulk_config.dimension_values[].unit_amount",
+    "cumulative_grouped_allocation_config.cumulative_allocation",
+    "cumulative_grouped_allocation_config.group_allocation",
+    "cumulative_grouped_allocation_config.unit_amount",
+    "unit_with_percent_config.percent",
+    "unit_with_percent_config.unit_amount",
+    "unit_with_proration_config.unit_amount",
+    "daily_credit_allowance_config.daily_allowance",
+    "daily_credit_allowance_config.default_unit_amount",
+    "daily_credit_allowance_config.matrix_values[].unit_amount",
+    "metered_allowance_config.unit_amount",
+    "minimum_composite_config.minimum_amount",
+    "percent_config.percent",
+    "percent_config.minimum_amount",
+    "percent_config.maximum_amount",
+    "event_output_config.default_unit_rate",
+)
+"""Money, rates, quantities and percentages of all 36 price models (orb-api.md §3.8), as
+Orb's field paths."""
+
+ADJUSTMENT_MONEY = (
+    "amount",
+    "amount_discount",
+    "percentage_discount",
+    "usage_discount",
+    "minimum_amount",
+    "maximum_amount",
+    "tiers[].lower_bound",
+    "tiers[].upper_bound",
+    "tiers[].percentage",
+)
+"""Every member of the adjustment union (`adjustment_type`)."""
+
+DISCOUNT_MONEY = (
+    "amount_discount",
+    "percentage_discount",
+    "usage_discount",
+    "trial_amount_discount",
+    "trial_percentage_discount",
+    "tiers[].lower_bound",
+    "tiers[].upper_bound",
+    "tiers[].percentage",
+)
+"""Every member of the discount union (`discount_type`)."""
+
 PRICE = Shape(
-    decimal=(
-        "minimum_amount",
-        "maximum_amount",
-        "fixed_price_quantity",
-        "conversion_rate",
-        "unit_config__unit_amount",
-        "package_config__package_amount",
-        "package_config__package_size",
-    ),
     timestamp=("created_at",),
     text=(
         "id",
@@ -98,13 +292,10 @@ PRICE = Shape(
         "metadata",
         "credit_allocation",
         "dimensional_price_configuration",
-        "discount",
         "invoicing_cycle_configuration",
-        "minimum",
-        "maximum",
     ),
-    nested={("tiered_config__tiers",): Shape(decimal=("unit_amount", "first_unit", "last_unit"))},
-)
+).merged(money(*PRICE_MONEY))
+"""A price, wherever it sits: its own table, a plan's prices, a price interval, a line item."""
 
 SHAPES: Mapping[str, Shape] = {
     "customers": Shape(
@@ -167,9 +358,21 @@ SHAPES: Mapping[str, Shape] = {
                     "current_billing_period_start_date",
                     "current_billing_period_end_date",
                 ),
-                json=("price", "filter", "fixed_fee_quantity_transitions", "usage_customer_ids"),
+                text=("filter",),
+                json=("usage_customer_ids",),
             ),
         },
+    )
+    .merged(PRICE.under("price").listed_in(("price_intervals",)))
+    .merged(
+        money(
+            "price_intervals[].fixed_fee_quantity_transitions[].quantity",
+            *at("adjustment_intervals[].adjustment.", ADJUSTMENT_MONEY),
+            *at("discount_intervals[].", DISCOUNT_MONEY),
+            "minimum_intervals[].minimum_amount",
+            "maximum_intervals[].maximum_amount",
+            "fixed_fee_quantity_schedule[].quantity",
+        )
     ),
     "invoices": Shape(
         decimal=("amount_due", "subtotal", "total", "minimum_amount", "maximum_amount"),
@@ -202,7 +405,7 @@ SHAPES: Mapping[str, Shape] = {
             *address_columns("shipping_address"),
             *tax_id_columns("customer_tax_id"),
         ),
-        json=("metadata", "discount", "minimum", "maximum"),
+        json=("metadata", "discount"),
         nested={
             ("credit_notes",): Shape(decimal=("total",), timestamp=("voided_at",)),
             ("payment_attempts",): Shape(
@@ -213,6 +416,12 @@ SHAPES: Mapping[str, Shape] = {
                 timestamp=("created_at",),
             ),
         },
+    ).merged(
+        money(
+            *at("discounts[].", DISCOUNT_MONEY),
+            "minimum.minimum_amount",
+            "maximum.maximum_amount",
+        )
     ),
     "invoice_line_items": Shape(
         decimal=(
@@ -224,8 +433,8 @@ SHAPES: Mapping[str, Shape] = {
             "quantity",
         ),
         timestamp=("start_date", "end_date"),
-        text=("invoice_id", "name", "price_id"),
-        json=("price", "filter", "grouping", "usage_customer_ids"),
+        text=("invoice_id", "name", "price_id", "filter", "grouping"),
+        json=("usage_customer_ids",),
         nested={
             ("sub_line_items",): Shape(
                 decimal=(
@@ -241,17 +450,15 @@ SHAPES: Mapping[str, Shape] = {
             ("tax_amounts",): Shape(
                 decimal=("amount", "tax_rate_percentage"), text=("tax_reason",)
             ),
-            ("adjustments",): Shape(
-                decimal=("amount", "percentage_discount", "amount_discount"),
-                text=("replaces_adjustment_id",),
-            ),
+            ("adjustments",): Shape(text=("replaces_adjustment_id",)),
         },
-    ),
+    )
+    .merged(PRICE.under("price"))
+    .merged(money(*at("adjustments[].", ADJUSTMENT_MONEY))),
     "credit_notes": Shape(
         decimal=("subtotal", "total", "minimum_amount_refunded"),
         timestamp=("created_at", "voided_at"),
         text=("customer_id", "invoice_id", "credit_note_number", "type", "reason", "memo"),
-        json=("maximum_amount_adjustment",),
         nested={
             ("line_items",): Shape(
                 decimal=("amount", "subtotal", "quantity"),
@@ -259,6 +466,17 @@ SHAPES: Mapping[str, Shape] = {
             ),
             ("discounts",): Shape(decimal=("amount_applied",)),
         },
+    ).merged(
+        money(
+            "discounts[].percentage_discount",
+            "line_items[].discounts[].amount_applied",
+            "line_items[].discounts[].amount_discount",
+            "line_items[].discounts[].percentage_discount",
+            "line_items[].tax_amounts[].amount",
+            "line_items[].tax_amounts[].tax_rate_percentage",
+            "maximum_amount_adjustment.amount_applied",
+            "maximum_amount_adjustment.percentage_discount",
+        )
     ),
     "plans": Shape(
         decimal=("minimum_amount", "maximum_amount"),
@@ -273,12 +491,20 @@ SHAPES: Mapping[str, Shape] = {
             "default_invoice_memo",
         ),
         bigint=("trial_config__trial_period",),
-        json=("metadata", "base_plan", "discount", "minimum", "maximum"),
-        nested={
-            ("prices",): PRICE,
-            ("prices", "tiered_config__tiers"): PRICE.nested[("tiered_config__tiers",)],
-            ("plan_phases",): Shape(decimal=("minimum_amount", "maximum_amount")),
-        },
+        json=("metadata", "base_plan"),
+        nested={("plan_phases",): Shape(decimal=("minimum_amount", "maximum_amount"))},
+    )
+    .merged(PRICE.listed_in(("prices",)))
+    .merged(
+        money(
+            *at("adjustments[].", ADJUSTMENT_MONEY),
+            *at("discount.", DISCOUNT_MONEY),
+            "minimum.minimum_amount",
+            "maximum.maximum_amount",
+            *at("plan_phases[].discount.", DISCOUNT_MONEY),
+            "plan_phases[].minimum.minimum_amount",
+            "plan_phases[].maximum.maximum_amount",
+        )
     ),
     "prices": PRICE,
     "items": Shape(timestamp=("created_at", "archived_at"), text=("name",), json=("metadata",)),
@@ -307,13 +533,12 @@ SHAPES: Mapping[str, Shape] = {
             "metric",
             "plan",
             "price_filters",
-            "threshold_overrides",
         ),
         nested={
             ("thresholds",): Shape(decimal=("value",)),
             ("balance_alert_status",): Shape(decimal=("threshold_value",)),
         },
-    ),
+    ).merged(money("threshold_overrides[].thresholds[].value")),
     "credit_ledger_entries": Shape(
         decimal=(
             "amount",
@@ -387,11 +612,23 @@ def write_disposition(
     return {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
 
 
+def max_table_nesting(table: str) -> int:
+    """dlt's nesting level for the table, deep enough for every declared column."""
+    return SHAPES[table].nesting()
+
+
 def nested_hints(table: str) -> dict[str | tuple[str, ...], TResourceNestedHints]:
-    """DECIMAL and timestamp hints for dlt's child tables (`invoice_line_items__tax_amounts`)."""
+    """DECIMAL and timestamp hints for dlt's child tables (`invoice_line_items__tax_amounts`).
+
+    dlt names a nested table by the path of fields that reach it, and normalizes each path
+    element as one identifier (`tiered_config__tiers` would become `tiered_config_tiers`),
+    so the path is given field by field, and the parent table named (the objects on the way,
+    `price__tiered_config`, are columns, not tables)."""
     return {
-        path: dlt.mark.make_nested_hints(columns=shape.columns())
-        for path, shape in SHAPES[table].nested.items()
+        tuple(part for hop in hops for part in hop.split("__")): dlt.mark.make_nested_hints(
+            columns=shape.columns(), parent_table_name="__".join((table, *hops[:-1]))
+        )
+        for hops, shape in SHAPES[table].nested.items()
     }
 
 
@@ -428,7 +665,7 @@ PRICE_MODEL_TYPES = frozenset(
         "scalable_matrix_with_tiered_pricing",
         "cumulative_grouped_bulk",
         "cumulative_grouped_allocation",
-        "daily_credit_allocation",
+        "daily_credit_allowance",
         "metered_allowance",
         "minimum_composite",
         "percent",

@@ -18,7 +18,9 @@ from .arrow import arrow_items, quiet_declared_hints
 from .catalog import CATALOG, EMITTED_ONCE, TABLES, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats, counted_for
 from .lakehouse import MERGING_FORMATS, open_table_format, propagate_load_id
+from .precision import Fitting, fit_rows, objects_at
 from .schema import (
+    max_table_nesting,
     mismatched_types,
     nested_hints,
     table_columns,
@@ -81,6 +83,7 @@ class Output:
             "columns": table_columns(table),
             "nested_hints": nested_hints(table),
             "table_format": table_format,
+            "max_table_nesting": max_table_nesting(table),
         }
 
     def emit(self, table: str, rows: list[Row]) -> Iterator[Any]:
@@ -222,10 +225,12 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
     def rows() -> Iterator[Any]:
         started, read, children = time.monotonic(), 0, 0
         batch: list[Row] = []
+        fitting = Fitting()
         pages = endpoint_pages(ctx, endpoint, listing_state(endpoint))
         for customer_id, page in counted_for(endpoint.table, pages):
             shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
             _warn_drift(endpoint.table, shaped, ctx.schema_changes)
+            _fit_numbers(endpoint, shaped, fitting)
             read += len(shaped)
             if endpoint.child_table:
                 children += sum(len(row.get(endpoint.child_table[0]) or ()) for row in shaped)
@@ -234,6 +239,7 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
                 yield from output.emit(endpoint.table, batch)
                 batch = []
         yield from output.emit(endpoint.table, batch)
+        fitting.report()
         also = f" (and {children:,} {endpoint.child_table[1]})" if endpoint.child_table else ""
         logger.info(
             "%s: %s rows read%s, %s requests, %.1f s",
@@ -277,6 +283,14 @@ def endpoint_pages(
     else:
         for page in READERS[endpoint.sync](ctx, endpoint, state):
             yield None, page
+
+
+def _fit_numbers(endpoint: Endpoint, rows: list[Row], fitting: Fitting) -> None:
+    """The precision policy, applied once for both paths, to the table and its child table."""
+    fit_rows(endpoint.table, rows, fitting)
+    if endpoint.child_table is not None:
+        array_field, child, _ = endpoint.child_table
+        fit_rows(child, objects_at(rows, (array_field,)), fitting)
 
 
 def _warn_drift(table: str, rows: list[Row], reported: set[str]) -> None:

@@ -7,7 +7,8 @@ their line items embeds its whole price: a page of 100 invoices repeats a few pr
 of times. They are decoded against the invoice's documented fields (orb-api.md §3.3) with each
 price left as raw text, and each distinct price text is decoded once and shared by the line
 items that carry it. A page with a field that list does not name, or without one it names,
-is decoded the generic way: same objects, only slower.
+is decoded the generic way: same objects, only slower, and a warning (once per process for
+each difference) names the fields, so a new Orb field does not silently cost the speed-up.
 """
 
 from __future__ import annotations
@@ -124,8 +125,9 @@ def decode_invoice_page(content: bytes) -> Any:
     try:
         page: Any = _INVOICE_PAGE.decode(content)
     except msgspec.ValidationError as exc:
-        logger.debug("invoice page decoded the generic way: %s", exc)
-        return decode(content)
+        generic = decode(content)
+        _warn_generic(generic, exc)
+        return generic
     prices: dict[bytes, Any] = {}
     return {
         "data": [_invoice(invoice, prices) for invoice in page.data],
@@ -149,6 +151,42 @@ def _line_item(item: Any, prices: dict[bytes, Any]) -> dict[str, Any]:
         price = prices[text] = _ANY.decode(text)
     row["price"] = price
     return row
+
+
+_WARNED: set[str] = set()
+"""Differences from the documented fields already named in a warning by this process."""
+
+
+def _warn_generic(page: Any, error: msgspec.ValidationError) -> None:
+    difference = _difference(page) or str(error)
+    if difference in _WARNED:
+        return
+    _WARNED.add(difference)
+    logger.warning(
+        "invoice pages decoded the generic, slower way: %s (update wire.INVOICE_FIELDS or"
+        " LINE_ITEM_FIELDS)",
+        difference,
+    )
+
+
+def _difference(page: Any) -> str:
+    """Fields the invoices and line items of a page have that the documented lists do not
+    name, and documented fields they lack, as `invoice.field` and `line_item.field`."""
+    invoices = (
+        [i for i in page.get("data", ()) if isinstance(i, dict)] if isinstance(page, dict) else []
+    )
+    items = [item for i in invoices for item in i.get("line_items") or () if isinstance(item, dict)]
+    parts = []
+    for kind, objects, known in (
+        ("invoice", invoices, INVOICE_FIELDS),
+        ("line_item", items, LINE_ITEM_FIELDS),
+    ):
+        present = {name for obj in objects for name in obj}
+        unknown = sorted(present - set(known))
+        missing = sorted({name for obj in objects for name in known if name not in obj})
+        parts += [f"unknown field {kind}.{name}" for name in unknown]
+        parts += [f"missing field {kind}.{name}" for name in missing]
+    return ", ".join(parts)
 
 
 PAGE_DECODERS: Mapping[str, Callable[[bytes], Any]] = {"/invoices": decode_invoice_page}

@@ -481,9 +481,9 @@ MRR_ROWS = (
     "CREATE TABLE orb.subscriptions (id text, plan_id text, deleted_at timestamptz)",
     "CREATE TABLE orb.invoices (id text, subscription_id text, currency text,"
     " invoice_source text, status text, deleted_at timestamptz)",
-    "CREATE TABLE orb.invoice_line_items (id text, invoice_id text, price_id text, price {json},"
-    " amount decimal(38, 18), start_date timestamptz, end_date timestamptz,"
-    " deleted_at timestamptz)",
+    "CREATE TABLE orb.invoice_line_items (id text, invoice_id text, price_id text,"
+    " price__cadence text, price__price_type text, amount decimal(38, 18),"
+    " start_date timestamptz, end_date timestamptz, deleted_at timestamptz)",
     "INSERT INTO orb.plans VALUES ('plan_a', 'Annual', 'pa'), ('plan_m', 'Monthly', 'pm')",
     "INSERT INTO orb.plans__prices VALUES ('annual', 'pa'), ('quarterly', 'pa'), ('monthly', 'pm')",
     "INSERT INTO orb.subscriptions VALUES ('sub_a', 'plan_a', NULL), ('sub_m', 'plan_m', NULL)",
@@ -494,19 +494,19 @@ MRR_ROWS = (
     " ('i5', 'sub_m', 'USD', 'subscription', 'void', NULL),"
     " ('i6', 'sub_m', 'USD', 'subscription', 'issued', '2026-03-02 00:00:00+00')",
     "INSERT INTO orb.invoice_line_items VALUES"
-    " ('a', 'i1', 'annual', '{{\"cadence\": \"annual\", \"price_type\": \"fixed_price\"}}',"
+    " ('a', 'i1', 'annual', 'annual', 'fixed_price',"
     "  1200.06, '2026-01-01 00:00:00+00', '2027-01-01 00:00:00+00', NULL),"
-    " ('q', 'i2', 'quarterly', '{{\"cadence\": \"quarterly\", \"price_type\": \"fixed_price\"}}',"
+    " ('q', 'i2', 'quarterly', 'quarterly', 'fixed_price',"
     "  300.000000000000000001, '2026-01-15 00:00:00+00', '2026-04-15 00:00:00+00', NULL),"
-    " ('p', 'i3', 'monthly', '{{\"cadence\": \"monthly\", \"price_type\": \"fixed_price\"}}',"
+    " ('p', 'i3', 'monthly', 'monthly', 'fixed_price',"
     "  27.420000000000000001, '2026-01-15 00:00:00+00', '2026-02-01 00:00:00+00', NULL),"
-    " ('m', 'i4', 'monthly', '{{\"cadence\": \"monthly\", \"price_type\": \"fixed_price\"}}',"
+    " ('m', 'i4', 'monthly', 'monthly', 'fixed_price',"
     "  49, '2026-02-01 00:00:00+00', '2026-03-01 00:00:00+00', NULL),"
-    " ('u', 'i4', 'usage', '{{\"cadence\": \"monthly\", \"price_type\": \"usage_price\"}}',"
+    " ('u', 'i4', 'usage', 'monthly', 'usage_price',"
     "  500, '2026-02-01 00:00:00+00', '2026-03-01 00:00:00+00', NULL),"
-    " ('v', 'i5', 'monthly', '{{\"cadence\": \"monthly\", \"price_type\": \"fixed_price\"}}',"
+    " ('v', 'i5', 'monthly', 'monthly', 'fixed_price',"
     "  49, '2026-03-01 00:00:00+00', '2026-04-01 00:00:00+00', NULL),"
-    " ('d', 'i6', 'monthly', '{{\"cadence\": \"monthly\", \"price_type\": \"fixed_price\"}}',"
+    " ('d', 'i6', 'monthly', 'monthly', 'fixed_price',"
     "  49, '2026-03-01 00:00:00+00', '2026-04-01 00:00:00+00', NULL)",
 )
 

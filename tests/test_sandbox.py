@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from orb_source.sandbox import Account, Fault, SandboxServer, generate_account, simulate_day
+from orb_source.sandbox.account import Number, double, dumps
 from orb_source.sandbox.mutations import add_customer
 
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=UTC)
@@ -158,19 +159,21 @@ def test_ledger_running_balances_and_block_balances(account: Account) -> None:
     by_customer: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_customer.setdefault(entry["customer"]["id"], []).append(entry)
-    block_sums: defaultdict[str, Decimal] = defaultdict(Decimal)
+    # Credit amounts and balances are doubles in Orb and chain in double arithmetic, exactly:
+    # 100 - 33.333333333333336 is 66.66666666666666.
+    block_sums: defaultdict[str, float] = defaultdict(float)
     for chain in by_customer.values():
         chain.sort(key=lambda e: e["ledger_sequence_number"])
         assert [e["ledger_sequence_number"] for e in chain] == list(range(1, len(chain) + 1))
-        previous = Decimal(0)
+        previous = 0.0
         for entry in chain:
-            assert Decimal(entry["starting_balance"]) == previous
-            assert Decimal(entry["ending_balance"]) == previous + Decimal(entry["amount"])
-            previous = Decimal(entry["ending_balance"])
-            block_sums[entry["credit_block"]["id"]] += Decimal(entry["amount"])
+            assert float(entry["starting_balance"]) == previous
+            assert float(entry["ending_balance"]) == previous + float(entry["amount"])
+            previous = float(entry["ending_balance"])
+            block_sums[entry["credit_block"]["id"]] += float(entry["amount"])
     for block_id, block in blocks.items():
-        assert Decimal(block["balance"]) == block_sums[block_id]
-        assert Decimal(block["balance"]) >= 0
+        assert float(block["balance"]) == block_sums[block_id]
+        assert float(block["balance"]) >= 0
 
 
 # Envelope and pagination ----------
@@ -475,6 +478,19 @@ def test_money_wire_format(client: httpx.Client, account: Account) -> None:
     assert all(isinstance(v, str) for v in customer_body["metadata"].values())
 
 
+def test_numbers_keep_every_digit_on_the_wire() -> None:
+    """Decimal strings keep every place (no exponent), doubles go out as their shortest text,
+    and a value that is not exactly a double cannot become one silently."""
+    assert dumps([Decimal("0.0000000375"), Decimal("1.50"), Decimal("1E+3")]) == (
+        b'["0.0000000375","1.50","1000"]'
+    )
+    assert dumps([double(0.1 + 0.2), Number("542.6099999999999"), double(100 / 3)]) == (
+        b"[0.30000000000000004,542.6099999999999,33.333333333333336]"
+    )
+    with pytest.raises(ValueError, match="not a double"):
+        Number("0.12345678901234567890")
+
+
 # Rate limits ----------
 
 
@@ -647,6 +663,9 @@ def test_simulate_day_changes(fresh: SandboxServer) -> None:
         "edited",
         "redeemed",
         "alert",
+        "ledger void_initiated",
+        "balance transaction",
+        "created (",
     ):
         assert any(word in change for change in changes), word
     customers = account.objects("customers")

@@ -1,5 +1,5 @@
 """Schema drift between runs: new fields, fields that change type, new kinds of ledger entries
-and prices. The run succeeds, the new data is kept, money stays DECIMAL(38,9) without variant
+and prices. The run succeeds, the new data is kept, money stays DECIMAL(38,18) without variant
 columns, and a warning names what changed."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def column_types(pipeline: dlt.Pipeline) -> dict[tuple[str, str], str]:
 def assert_money_has_no_variants(pipeline: dlt.Pipeline) -> None:
     """No DECIMAL column of the dataset has grown a `__v_` variant next to it."""
     types = column_types(pipeline)
-    money = {key for key, data_type in types.items() if data_type == "DECIMAL(38,9)"}
+    money = {key for key, data_type in types.items() if data_type == "DECIMAL(38,18)"}
     variants = {(table, column.split("__v_")[0]) for table, column in types if "__v_" in column}
     assert not variants & money, sorted(variants & money)
 
@@ -105,7 +105,7 @@ def test_money_sent_as_json_numbers_stays_decimal(
         assert row["total"] == Decimal(str(invoice["total"]))
         assert isinstance(row["total"], Decimal)
     types = column_types(pipeline)
-    assert types[("invoices", "total")] == types[("invoices", "amount_due")] == "DECIMAL(38,9)"
+    assert types[("invoices", "total")] == types[("invoices", "amount_due")] == "DECIMAL(38,18)"
     assert_money_has_no_variants(pipeline)
     assert_mirror(pipeline, account, INVOICES)
 

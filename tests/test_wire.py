@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -82,3 +83,38 @@ def test_a_page_unlike_the_documented_model_is_decoded_the_generic_way(
 def test_a_body_that_is_not_json_is_an_error() -> None:
     with pytest.raises(msgspec.DecodeError):
         wire.decode_invoice_page(b'{"data": [{"id": "in_1", ')
+
+
+WARNINGS = {
+    "new invoice field": "unknown field invoice.tax_summary",
+    "missing invoice field": "missing field invoice.memo",
+    "new line item field": "unknown field line_item.credit_grant_id",
+}
+
+
+@pytest.mark.parametrize("change", sorted(WARNINGS))
+def test_the_generic_decoding_is_named_in_one_warning(
+    invoice_bodies: list[bytes],
+    change: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wire, "_WARNED", set())
+    body = reshaped(invoice_bodies[0], change)
+    with caplog.at_level(logging.WARNING, logger="orb_source.wire"):
+        for _ in range(3):
+            wire.decode_invoice_page(body)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "orb_source.wire"]
+    assert len(warnings) == 1, warnings
+    assert WARNINGS[change] in warnings[0]
+    assert warnings[0].startswith("invoice pages decoded the generic, slower way: ")
+
+
+def test_the_sandbox_pages_decode_the_typed_way(
+    invoice_bodies: list[bytes], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wire, "_WARNED", set())
+    with caplog.at_level(logging.WARNING, logger="orb_source.wire"):
+        for body in invoice_bodies:
+            wire.decode_invoice_page(body)
+    assert not [r for r in caplog.records if r.name == "orb_source.wire"]

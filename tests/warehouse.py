@@ -13,6 +13,7 @@ from typing import Any
 import dlt
 
 from orb_source.catalog import ENDPOINTS, TABLES
+from orb_source.precision import to_scale
 from orb_source.sandbox import Account
 from orb_source.schema import SHAPES
 
@@ -143,7 +144,7 @@ def same_value(api: Any, stored: Any) -> bool:
     if isinstance(stored, datetime):
         return isinstance(api, str) and datetime.fromisoformat(api) == stored
     if isinstance(stored, Decimal):
-        return Decimal(str(api)) == stored
+        return to_scale(Decimal(str(api))) == stored
     if isinstance(api, Mapping | list):
         # DuckDB returns JSON columns as text, PostgreSQL's jsonb as parsed objects.
         loaded = json.loads(stored) if isinstance(stored, str) else stored

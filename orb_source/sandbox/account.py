@@ -38,9 +38,27 @@ NEEDS_CUSTOMER_ID = frozenset({"credit_blocks", "top_ups", "customer_balance_tra
 
 
 class Number(Decimal):
-    """A decimal Orb sends as a JSON number (ledger amounts, block balances), not a string."""
+    """A value Orb sends as a JSON number, a double (quantities, ledger amounts, balances,
+    percentages), not as a string.
+
+    It must be exactly the shortest text of a double, as Orb prints it ("542.6099999999999"),
+    so serialising it as a float changes no digit; anything else is refused here rather than
+    silently rounded on the wire. Compute doubles in float arithmetic and wrap them with
+    `double`.
+    """
 
     __slots__ = ()
+
+    def __new__(cls, value: object = 0) -> Number:
+        number = super().__new__(cls, value)  # type: ignore[arg-type]
+        if Decimal(repr(float(number))) != number:
+            raise ValueError(f"{value!r} is not a double's shortest text")
+        return number
+
+
+def double(value: float) -> Number:
+    """A double as Orb sends it: its shortest round-tripping text (what `repr` prints)."""
+    return Number(repr(float(value)))
 
 
 class Shared(Mapping[str, Any]):
@@ -75,14 +93,16 @@ _SPLICE = re.compile(rb'"\\u0000(\d+)"')
 
 
 def dumps(value: object) -> bytes:
-    """Serialise account objects to Orb's wire JSON (Decimal as string, Number as number)."""
+    """Serialise account objects to Orb's wire JSON: a Decimal as a plain decimal string with
+    every digit ("0.0000000375", never "3.75E-8"), a Number as a JSON double."""
     spliced: list[bytes] = []
 
     def encode(item: object) -> object:
         if isinstance(item, Number):
             return float(item)
         if isinstance(item, Decimal):
-            return str(item)
+            text = str(item)  # fast, but exponent notation for tiny or scaled values
+            return format(item, "f") if "E" in text else text
         if isinstance(item, Shared):
             spliced.append(item.json())
             return f"\x00{len(spliced) - 1}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from orb_source.sandbox.account import Number, Obj
+from orb_source.sandbox.prices import nominal_rate
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -19,10 +21,17 @@ def money(value: Decimal | int | str) -> Decimal:
     return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def _flat(price: Price, quantity: int, amount: Decimal) -> list[Obj]:
+Quantity = int | Decimal
+"""Whole units, or a Number (a double) for metered quantities such as GB-months."""
+OTHER = "'null'"
+"""The `type` of a sub-line item that is neither a matrix cell nor a tier: Orb's enum value
+is the five characters 'null', quotes included."""
+
+
+def _flat(price: Price, quantity: Quantity, amount: Decimal) -> list[Obj]:
     return [
         {
-            "type": "null",
+            "type": OTHER,
             "amount": amount,
             "grouping": None,
             "name": price["name"],
@@ -31,19 +40,19 @@ def _flat(price: Price, quantity: int, amount: Decimal) -> list[Obj]:
     ]
 
 
-def _unit(price: Price, quantity: int) -> tuple[Decimal, list[Obj]]:
+def _unit(price: Price, quantity: Quantity) -> tuple[Decimal, list[Obj]]:
     amount = money(quantity * price["unit_config"]["unit_amount"])
     return amount, _flat(price, quantity, amount)
 
 
-def _package(price: Price, quantity: int) -> tuple[Decimal, list[Obj]]:
+def _package(price: Price, quantity: Quantity) -> tuple[Decimal, list[Obj]]:
     config = price["package_config"]
-    packages = -(-quantity // config["package_size"])
+    packages = math.ceil(quantity / config["package_size"])
     amount = money(packages * config["package_amount"])
     return amount, _flat(price, quantity, amount)
 
 
-def _bulk(price: Price, quantity: int) -> tuple[Decimal, list[Obj]]:
+def _bulk(price: Price, quantity: Quantity) -> tuple[Decimal, list[Obj]]:
     tiers = price["bulk_config"]["tiers"]
     rate = next(
         t["unit_amount"]
@@ -54,7 +63,7 @@ def _bulk(price: Price, quantity: int) -> tuple[Decimal, list[Obj]]:
     return amount, _flat(price, quantity, amount)
 
 
-def _tiered(price: Price, quantity: int) -> tuple[Decimal, list[Obj]]:
+def _tiered(price: Price, quantity: Quantity) -> tuple[Decimal, list[Obj]]:
     subs: list[Obj] = []
     for number, tier in enumerate(price["tiered_config"]["tiers"], start=1):
         first, last = tier["first_unit"], tier["last_unit"]
@@ -78,7 +87,7 @@ def _tiered(price: Price, quantity: int) -> tuple[Decimal, list[Obj]]:
     return sum((s["amount"] for s in subs), ZERO), subs
 
 
-def _matrix(price: Price, quantity: int) -> tuple[Decimal, list[Obj]]:
+def _matrix(price: Price, quantity: Quantity) -> tuple[Decimal, list[Obj]]:
     config = price["matrix_config"]
     cells = config["matrix_values"]
     share, rest = divmod(quantity, len(cells))
@@ -100,7 +109,14 @@ def _matrix(price: Price, quantity: int) -> tuple[Decimal, list[Obj]]:
     return sum((s["amount"] for s in subs), ZERO), subs
 
 
-CHARGES: dict[str, Callable[[Price, int], tuple[Decimal, list[Obj]]]] = {
+def _nominal(price: Price, quantity: Quantity) -> tuple[Decimal, list[Obj]]:
+    """Every other model, billed at its first rate: the totals add up, the model's own
+    arithmetic (allocations, groupings, prorations) is not reproduced."""
+    amount = money(quantity * nominal_rate(price))
+    return amount, _flat(price, quantity, amount)
+
+
+CHARGES: dict[str, Callable[[Price, Quantity], tuple[Decimal, list[Obj]]]] = {
     "unit": _unit,
     "package": _package,
     "bulk": _bulk,
@@ -109,16 +125,27 @@ CHARGES: dict[str, Callable[[Price, int], tuple[Decimal, list[Obj]]]] = {
 }
 
 
+ADJUSTMENT_TYPES = (
+    "usage_discount",
+    "amount_discount",
+    "percentage_discount",
+    "tiered_percentage_discount",
+    "minimum",
+    "maximum",
+)
+"""Orb's adjustment kinds, in the order they apply to a line: discounts, then minimum, maximum."""
+
+
 def new_line(
     line_id: str,
     price: Price,
-    quantity: int,
+    quantity: Quantity,
     period: tuple[datetime, datetime],
     *,
     tax_rate: Decimal,
-    discount: tuple[str, Decimal] | None = None,
+    adjustments: list[Obj] | None = None,
 ) -> Obj:
-    """A priced invoice line item; a discount is (adjustment id, fraction)."""
+    """A priced invoice line item; `adjustments` (from `adjustment`) apply in order."""
     line: Obj = {
         "id": line_id,
         "name": price["name"],
@@ -130,60 +157,114 @@ def new_line(
         "filter": None,
         "grouping": None,
         "usage_customer_ids": None,
-        "adjustments": [],
+        "adjustments": adjustments or [],
         "tax_amounts": [],
     }
-    if discount is not None:
-        line["adjustments"].append(_discount(discount[0], price["id"], discount[1]))
     if tax_rate:
         line["tax_amounts"].append(
             {
                 "amount": ZERO,
                 "tax_rate_description": f"Sales tax {tax_rate}%",
                 "tax_rate_percentage": tax_rate,
-                "tax_reason": None,
+                "tax_reason": "taxed",
             }
         )
     reprice(line, quantity)
     return line
 
 
-def _discount(adjustment_id: str, price_id: str, fraction: Decimal) -> Obj:
-    return {
+def adjustment(kind: str, adjustment_id: str, price: Price, value: Decimal) -> Obj:
+    """A line item adjustment of one of Orb's kinds, its `amount` set by `reprice`.
+
+    `value` is the fraction of a percentage discount (a double, e.g. 0.30000000000000004 for
+    stacked 10% and 20% discounts), the units of a usage discount, or the money of an amount
+    discount, a minimum or a maximum.
+    """
+    obj: Obj = {
         "id": adjustment_id,
-        "adjustment_type": "percentage_discount",
+        "adjustment_type": kind,
         "amount": ZERO,
-        "applies_to_price_ids": [price_id],
+        "applies_to_price_ids": [price["id"]],
         "filters": [],
         "is_invoice_level": False,
-        "percentage_discount": Number(fraction),
-        "reason": "Partner discount",
+        "reason": None,
         "replaces_adjustment_id": None,
     }
+    if kind == "percentage_discount":
+        obj.update(percentage_discount=value, reason="Partner discount")
+    elif kind == "usage_discount":
+        obj.update(usage_discount=value, reason="Free units")
+    elif kind == "amount_discount":
+        obj.update(amount_discount=value, reason="Loyalty credit")
+    elif kind == "tiered_percentage_discount":
+        obj["tiers"] = [
+            {"lower_bound": Number(0), "upper_bound": Number(1000), "percentage": Number("0.05")},
+            {"lower_bound": Number(1000), "upper_bound": None, "percentage": value},
+        ]
+    elif kind == "minimum":
+        obj.update(minimum_amount=value, item_id=price["item"]["id"])
+    else:
+        obj["maximum_amount"] = value
+    return obj
 
 
-def reprice(line: Obj, quantity: int) -> None:
-    """Recompute a line item for a new quantity, keeping its discount and tax rate."""
+def on_line(adjustment: Obj, price: Price) -> Obj:
+    """A subscription's or plan's adjustment as it appears on one line item."""
+    applied = {key: value for key, value in adjustment.items() if key != "plan_phase_order"}
+    applied.update(amount=ZERO, applies_to_price_ids=[price["id"]])
+    return applied
+
+
+def _adjusted(adjustment: Obj, running: Decimal, subtotal: Decimal, quantity: Quantity) -> Decimal:
+    """The size of one adjustment given the line's amount so far; discounts never go below 0."""
+    kind = adjustment["adjustment_type"]
+    if kind == "percentage_discount":
+        return money(subtotal * adjustment["percentage_discount"])
+    if kind == "usage_discount":
+        units = min(adjustment["usage_discount"], quantity)
+        return money(subtotal * units / quantity) if quantity else ZERO
+    if kind == "amount_discount":
+        return min(adjustment["amount_discount"], running)
+    if kind == "tiered_percentage_discount":
+        tier = next(
+            t for t in adjustment["tiers"] if t["upper_bound"] is None or running < t["upper_bound"]
+        )
+        return money(running * tier["percentage"])
+    if kind == "minimum":
+        return max(adjustment["minimum_amount"] - running, ZERO)
+    return max(running - adjustment["maximum_amount"], ZERO)
+
+
+def reprice(line: Obj, quantity: Quantity) -> None:
+    """Recompute a line item for a new quantity, keeping its adjustments and tax rate.
+
+    Each adjustment's `amount` is its size: discounts and a maximum lower the line, a minimum
+    raises it to the minimum.
+    """
     subtotal, subs = charge(line["price"], quantity)
-    discount = ZERO
+    running = subtotal
     for adjustment in line["adjustments"]:
-        adjustment["amount"] = money(subtotal * adjustment["percentage_discount"])
-        discount += adjustment["amount"]
-    amount = subtotal - discount
+        size = _adjusted(adjustment, running, subtotal, quantity)
+        if adjustment["adjustment_type"] == "minimum":
+            running += size
+        else:
+            size = min(size, running)
+            running -= size
+        adjustment["amount"] = size
     line.update(
         quantity=quantity,
         subtotal=subtotal,
-        adjusted_subtotal=amount,
-        amount=amount,
+        adjusted_subtotal=running,
+        amount=running,
         sub_line_items=subs,
     )
     for tax in line["tax_amounts"]:
-        tax["amount"] = money(amount * tax["tax_rate_percentage"] / 100)
+        tax["amount"] = money(running * tax["tax_rate_percentage"] / 100)
 
 
-def charge(price: Price, quantity: int) -> tuple[Decimal, list[Obj]]:
+def charge(price: Price, quantity: Quantity) -> tuple[Decimal, list[Obj]]:
     """Subtotal and sub-line items of a quantity under a price's model."""
-    return CHARGES[price["model_type"]](price, quantity)
+    return CHARGES.get(price["model_type"], _nominal)(price, quantity)
 
 
 def settle(invoice: Obj) -> None:

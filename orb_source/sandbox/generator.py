@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from orb_source.sandbox import billing
-from orb_source.sandbox.account import Account, Number, Obj
-from orb_source.sandbox.billing import ZERO, money
+from orb_source.sandbox.account import Account, Number, Obj, double
+from orb_source.sandbox.billing import ADJUSTMENT_TYPES, ZERO, money
+from orb_source.sandbox.prices import COMPOSITE_MODELS, PER_TOKEN, PRICE_MODELS
+from orb_source.sandbox.prices import config as price_config
 
 ALPHABET = string.digits + string.ascii_letters
 HOUR = timedelta(hours=1)
@@ -39,7 +41,13 @@ PLAN_SPECS = (
     ("Usage Beta", "draft", "USD", 3),
 )
 USAGE_MODELS = ("unit", "tiered", "package")
-ADDON_MODELS = ("unit", "tiered", "package", "bulk", "matrix")
+SHOWCASE_PLAN = "everything"
+"""external_plan_id of the plan with one price of every model Orb offers, its phases and
+adjustments; the account's first customer subscribes to it."""
+PER_UNIT_RATES = {"Tokens processed": PER_TOKEN, "Storage GB-month": Decimal("0.023")}
+"""Add-on unit prices per token and per GB-month, besides one add-on price of every model."""
+GB_READINGS = (120.5, 98.27, 103.33, 110.01, 110.5)
+"""Daily storage readings whose sum as doubles is 542.6099999999999 GB, as Orb reports it."""
 COUPONS = (
     ("WELCOME10", "percentage", "10", False),
     ("SPRING25", "percentage", "25", False),
@@ -75,6 +83,24 @@ NOUNS = (
     "Canvas",
 )
 SUFFIXES = ("Inc", "LLC", "GmbH", "Ltd", "Co", "Group")
+# Names and notes as customers type them: accents, quotes, emoji, other scripts.
+UNUSUAL_NAMES = (
+    "Café Zürich GmbH",
+    "O'Brien & Søn ApS",
+    'The "Quoted" Company',
+    "Ünïcødé Labs 🚀",
+    "株式会社サンプル",
+    "Crème Brûlée Co",
+    "Łódź Software Sp. z o.o.",
+    "Zoë's Bäckerei",
+)
+SHOWCASE_NAME = 'Zoë "Ziggy" O\'Neil — Café ☕ 🚀'
+NOTES = (
+    'Prefers "net 45" — don\'t call before 9am ☕',
+    "Renewal owner: Zoë Ødegård",
+    "VIP 🌟 (handle with care)",
+    "Invoices to the Zürich office, c/o 'Finance'",
+)
 US_CITIES = (
     ("San Francisco", "CA", "94107"),
     ("New York", "NY", "10001"),
@@ -91,6 +117,29 @@ US_TAX = {
     "TX": Decimal("6.25"),
 }
 EU_TAX = Decimal("19")
+
+
+OTHER_ACTIONS = (
+    "prorated_refund",
+    "revert_prorated_refund",
+    "return_from_voiding",
+    "overpayment_refund",
+    "external_payment",
+    "small_invoice_carryover",
+    "prepaid_commit_cancel",
+)
+"""Balance transaction actions besides manual adjustments, invoice and credit note ones."""
+INCREMENTS = frozenset(
+    {"prorated_refund", "return_from_voiding", "external_payment", "small_invoice_carryover"}
+)
+"""Actions that add to the customer's balance; the others draw it down."""
+
+
+DESCRIPTIONS = {
+    "amendment": 'Correction: "usage" double-counted — réglé',
+    "void_initiated": "Void of a third of the block, awaiting refund ⏳",
+}
+"""Ledger descriptions as operators type them, for the entry kinds they write by hand."""
 
 
 def month_start(moment: datetime) -> datetime:
@@ -112,6 +161,108 @@ def tax_rate(customer: Obj) -> Decimal:
     if address["country"] == "DE":
         return EU_TAX
     return US_TAX.get(address["state"], ZERO)
+
+
+def percentage_discount(fraction: Number, price_ids: list[str]) -> Obj:
+    """Orb's percentage `Discount` object (plans, plan phases, prices, invoices)."""
+    return {
+        "discount_type": "percentage",
+        "percentage_discount": fraction,
+        "applies_to_price_ids": price_ids,
+        "filters": [],
+        "reason": None,
+    }
+
+
+def enrich(price: Obj, index: int, group_id: str) -> Obj:
+    """Fill one of the optional parts of a price, so every part appears across a plan."""
+    ids = [price["id"]]
+    part = index % 6
+    if part == 0:
+        price["discount"] = percentage_discount(Number("0.05"), ids)
+    elif part == 1:
+        price["minimum"] = {
+            "applies_to_price_ids": ids,
+            "filters": [],
+            "minimum_amount": Decimal("10.00"),
+        }
+        price["minimum_amount"] = Decimal("10.00")
+    elif part == 2:
+        price["maximum"] = {
+            "applies_to_price_ids": ids,
+            "filters": [],
+            "maximum_amount": Decimal("2500.00"),
+        }
+        price["maximum_amount"] = Decimal("2500.00")
+    elif part == 3:
+        price["credit_allocation"] = {
+            "allows_rollover": True,
+            "currency": "credits",
+            "custom_expiration": {"duration": 90, "duration_unit": "day"},
+            "filters": [
+                {"field": "item_id", "operator": "includes", "values": [price["item"]["id"]]}
+            ],
+            "license_type_id": None,
+        }
+        price["conversion_rate"] = Number("1.25")
+        price["conversion_rate_config"] = {
+            "conversion_rate_type": "unit",
+            "unit_config": {"unit_amount": Decimal("1.25")},
+        }
+    elif part == 4:
+        price["dimensional_price_configuration"] = {
+            "dimension_values": ["us-east-1", "gpu"],
+            "dimensional_price_group_id": group_id,
+        }
+        price["invoice_grouping_key"] = "region"
+    else:
+        price["license_type"] = {"id": group_id, "grouping_key": "user_id", "name": "Seat “pro”"}
+        price["metadata"] = {"display": "Précis ✓", "quote": 'say "hi"'}
+    return price
+
+
+def invoice_terms(invoice: Obj, sub: Obj, first: bool) -> None:
+    """An invoice's `discounts`, `minimum` and `maximum`, from its subscription's intervals;
+    a trial discount on the first invoice of a plan with a trial."""
+    by_interval = {i["id"]: i["price"]["id"] for i in sub["price_intervals"]}
+    discounts = []
+    for interval in sub["discount_intervals"]:
+        if interval["discount_type"] == "usage":
+            continue
+        discount = {
+            key: value
+            for key, value in interval.items()
+            if key not in ("applies_to_price_interval_ids", "start_date", "end_date")
+        }
+        discount["applies_to_price_ids"] = [
+            by_interval[i] for i in interval["applies_to_price_interval_ids"]
+        ]
+        discount["reason"] = None
+        discounts.append(discount)
+    trial = sub["plan"]["trial_config"]["trial_period"]
+    if first and trial:
+        discounts.append(
+            {
+                "discount_type": "trial",
+                "trial_amount_discount": None,
+                "trial_percentage_discount": Number(1),
+                "applies_to_price_ids": [sub["price_intervals"][0]["price"]["id"]],
+                "filters": [],
+                "reason": f"{trial}-day trial",
+            }
+        )
+    invoice["discounts"] = discounts
+    for key in ("minimum", "maximum"):
+        for interval in sub[f"{key}_intervals"][:1]:
+            amount = interval[f"{key}_amount"]
+            invoice[key] = {
+                "applies_to_price_ids": [
+                    by_interval[i] for i in interval["applies_to_price_interval_ids"]
+                ],
+                "filters": [],
+                f"{key}_amount": amount,
+            }
+            invoice[f"{key}_amount"] = amount
 
 
 def customer_ref(customer: Obj) -> Obj:
@@ -168,12 +319,21 @@ class Builder:
                 items[0],
                 list(zip(usage_items, metrics, strict=True)),
             )
-        for index in range(12):
-            item, metric = usage_items[index % len(usage_items)], metrics[index % len(metrics)]
+        usage = list(zip(usage_items, metrics, strict=True))
+        self.showcase_plan(origin + 50 * DAY, items[0], usage)
+        for index, model in enumerate(PRICE_MODELS):
+            item, metric = usage[index % len(usage)]
             created = self.between(origin, self.now - 10 * DAY)
-            model = ADDON_MODELS[index % len(ADDON_MODELS)]
             price = self.price(f"{item['name']} add-on", model, "USD", created, item, metric)
-            self.account.add("prices", price)
+            self.account.add("prices", enrich(price, index, self.new_id()))
+        for item, metric in usage:
+            if item["name"] in PER_UNIT_RATES:
+                created = self.between(origin, self.now - 10 * DAY)
+                price = self.price(
+                    f"{item['name']} (metered)", "unit", "USD", created, item, metric
+                )
+                price["unit_config"]["unit_amount"] = PER_UNIT_RATES[item["name"]]
+                self.account.add("prices", price)
         for code, kind, value, archived in COUPONS:
             self.coupon(
                 code, kind, Decimal(value), self.between(origin, self.now - 30 * DAY), archived
@@ -226,8 +386,103 @@ class Builder:
             prices.append(
                 self.price(item["name"], USAGE_MODELS[index % 3], currency, created, item, metric)
             )
+        plan = self.new_plan(name, status, currency, created, prices)
+        return self.account.add("plans", plan)
+
+    def showcase_plan(self, created: datetime, fee: Obj, usage: list[tuple[Obj, Obj]]) -> Obj:
+        """A plan with a price of every model, two phases, adjustments, a minimum and maximum."""
+        prices = [self.price("Everything platform fee", "unit", "USD", created, fee, None)]
+        for index, model in enumerate(PRICE_MODELS):
+            item, metric = usage[index % len(usage)]
+            price = self.price(f"{item['name']} ({model})", model, "USD", created, item, metric)
+            prices.append(enrich(price, index, self.new_id()))
+        prices[-1]["plan_phase_order"] = 2
+        plan = self.new_plan("Everything “all-in” ✨", "active", "USD", created, prices)
+        fee_ids = [prices[0]["id"]]
+        plan.update(
+            external_plan_id=SHOWCASE_PLAN,
+            description='Every price model Orb offers, with a "pilot" phase — don\'t sell as-is',
+            adjustments=[
+                {
+                    **self.plan_adjustment(kind, [p["id"] for p in prices], prices[0]),
+                    "plan_phase_order": 2,
+                }
+                for kind in ADJUSTMENT_TYPES
+            ],
+            plan_phases=[
+                {
+                    "id": self.new_id(),
+                    "name": "Pilot",
+                    "description": "First month at 20% off",
+                    "order": 1,
+                    "duration": 1,
+                    "duration_unit": "monthly",
+                    "discount": percentage_discount(Number("0.2"), fee_ids),
+                    "minimum": None,
+                    "maximum": None,
+                    "minimum_amount": None,
+                    "maximum_amount": None,
+                },
+                {
+                    "id": self.new_id(),
+                    "name": "Général",
+                    "description": None,
+                    "order": 2,
+                    "duration": None,
+                    "duration_unit": None,
+                    "discount": None,
+                    "minimum": {
+                        "applies_to_price_ids": fee_ids,
+                        "filters": [],
+                        "minimum_amount": Decimal("100.00"),
+                    },
+                    "maximum": {
+                        "applies_to_price_ids": fee_ids,
+                        "filters": [],
+                        "maximum_amount": Decimal("100000.00"),
+                    },
+                    "minimum_amount": Decimal("100.00"),
+                    "maximum_amount": Decimal("100000.00"),
+                },
+            ],
+            trial_config={"trial_period": 14, "trial_period_unit": "days"},
+            minimum={
+                "applies_to_price_ids": fee_ids,
+                "filters": [],
+                "minimum_amount": Decimal("100.00"),
+            },
+            minimum_amount=Decimal("100.00"),
+            maximum={
+                "applies_to_price_ids": fee_ids,
+                "filters": [],
+                "maximum_amount": Decimal("100000.00"),
+            },
+            maximum_amount=Decimal("100000.00"),
+            discount=percentage_discount(Number("0.2"), fee_ids),
+            metadata={"tier": SHOWCASE_PLAN, "owner": "Zoë “Z” O'Neil"},
+        )
+        return self.account.add("plans", plan)
+
+    def plan_adjustment(self, kind: str, price_ids: list[str], price: Obj) -> Obj:
+        """An adjustment as plans and subscription intervals carry it (no amount yet)."""
+        value = {
+            "usage_discount": Number(100),
+            "amount_discount": Decimal("5.00"),
+            "percentage_discount": double(0.1 + 0.2),
+            "tiered_percentage_discount": Number("0.1"),
+            "minimum": Decimal("1.00"),
+            "maximum": Decimal("50000.00"),
+        }[kind]
+        adjustment = billing.adjustment(kind, self.new_id(), price, value)
+        adjustment.pop("amount")
+        adjustment["applies_to_price_ids"] = price_ids
+        return adjustment
+
+    def new_plan(
+        self, name: str, status: str, currency: str, created: datetime, prices: list[Obj]
+    ) -> Obj:
         slug = name.lower().replace(" ", "-")
-        plan: Obj = {
+        return {
             "id": self.new_id(),
             "external_plan_id": slug,
             "name": name,
@@ -253,13 +508,14 @@ class Builder:
             "maximum_amount": None,
             "metadata": {"tier": slug},
         }
-        return self.account.add("plans", plan)
 
     def price(
         self, name: str, model: str, currency: str, created: datetime, item: Obj, metric: Obj | None
     ) -> Obj:
-        """A price in Orb's shape; a price without a metric is a monthly fixed fee."""
-        fixed = metric is None
+        """A price in Orb's shape; a price without a metric is a monthly fixed fee, or a
+        composite price computed from other prices."""
+        composite = model in COMPOSITE_MODELS
+        fixed = metric is None and not composite
         price: Obj = {
             "id": self.new_id(),
             "created_at": created,
@@ -267,15 +523,20 @@ class Builder:
             "external_price_id": None,
             "currency": currency,
             "cadence": "monthly",
-            "price_type": "fixed_price" if fixed else "usage_price",
+            "price_type": "composite_price"
+            if composite
+            else "fixed_price"
+            if fixed
+            else "usage_price",
             "billing_mode": "in_advance" if fixed else "in_arrear",
             "model_type": model,
-            "billable_metric": None if metric is None else {"id": metric["id"]},
+            "billable_metric": None if metric is None or composite else {"id": metric["id"]},
             "item": {"id": item["id"], "name": item["name"]},
             "billing_cycle_configuration": {"duration": 1, "duration_unit": "month"},
             "invoicing_cycle_configuration": None,
             "fixed_price_quantity": Number(1) if fixed else None,
             "conversion_rate": None,
+            "conversion_rate_config": None,
             "credit_allocation": None,
             "discount": None,
             "minimum": None,
@@ -285,61 +546,17 @@ class Builder:
             "plan_phase_order": None,
             "replaces_price_id": None,
             "dimensional_price_configuration": None,
+            "composite_price_filters": [
+                {"field": "price_type", "operator": "includes", "values": ["usage_price"]}
+            ]
+            if composite
+            else None,
+            "license_type": None,
             "invoice_grouping_key": None,
             "metadata": {},
         }
-        price.update(self.price_config(model, fixed))
+        price.update(price_config(model, self.rng, fixed))
         return price
-
-    def price_config(self, model: str, fixed: bool) -> Obj:
-        """The model-specific config block; rates are decimal strings on the wire."""
-        rng = self.rng
-        if model == "unit":
-            rate = (
-                rng.choice(("49.00", "99.00", "499.00"))
-                if fixed
-                else rng.choice(("0.002", "0.01", "0.25", "1.50"))
-            )
-            return {"unit_config": {"unit_amount": Decimal(rate)}}
-        if model == "tiered":
-            tiers = [
-                {"first_unit": 0, "last_unit": 1000, "unit_amount": Decimal("0.00")},
-                {
-                    "first_unit": 1000,
-                    "last_unit": 10000,
-                    "unit_amount": Decimal(rng.choice(("0.05", "0.08"))),
-                },
-                {
-                    "first_unit": 10000,
-                    "last_unit": None,
-                    "unit_amount": Decimal(rng.choice(("0.02", "0.03"))),
-                },
-            ]
-            return {"tiered_config": {"tiers": tiers}}
-        if model == "package":
-            return {
-                "package_config": {
-                    "package_amount": Decimal(rng.choice(("5.00", "12.50"))),
-                    "package_size": 1000,
-                }
-            }
-        if model == "bulk":
-            tiers = [
-                {"maximum_units": 5000, "unit_amount": Decimal("0.10")},
-                {"maximum_units": None, "unit_amount": Decimal("0.07")},
-            ]
-            return {"bulk_config": {"tiers": tiers}}
-        values = [
-            {"dimension_values": ["us"], "unit_amount": Decimal("0.04")},
-            {"dimension_values": ["eu"], "unit_amount": Decimal("0.06")},
-        ]
-        return {
-            "matrix_config": {
-                "default_unit_amount": Decimal("0.05"),
-                "dimensions": ["region"],
-                "matrix_values": values,
-            }
-        }
 
     def coupon(
         self, code: str, kind: str, value: Decimal, created: datetime, archived: bool
@@ -369,17 +586,31 @@ class Builder:
 
     # Customers -----------------------------------------------------------------------------------
 
-    def customer(self, created: datetime) -> Obj:
+    def customer(self, created: datetime, showcase: bool = False) -> Obj:
         """A customer with addresses, tax id and string metadata."""
         rng = self.rng
         number = self.account.next_number("customer")
-        europe = rng.random() < 0.08
-        name = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(SUFFIXES)}"
-        domain = f"{name.split()[0].lower()}{name.split()[1].lower()}{number}.example.com"
+        europe = rng.random() < 0.08 and not showcase
+        name = (
+            SHOWCASE_NAME
+            if showcase
+            else rng.choice(UNUSUAL_NAMES)
+            if rng.random() < 0.1
+            else f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(SUFFIXES)}"
+        )
+        slug = "".join(c for c in name.lower() if c in string.ascii_lowercase)[:16] or "customer"
+        domain = f"{slug}{number}.example.com"
         address = self.address(europe)
         stripe = rng.random() < 0.7
+        metadata = {
+            "segment": rng.choice(("smb", "mid-market", "enterprise")),
+            "crm_id": f"crm-{number}",
+        }
+        if rng.random() < 0.15 or showcase:
+            metadata["note"] = rng.choice(NOTES[:1] if showcase else NOTES)
+        customer_id = self.new_id()
         customer: Obj = {
-            "id": self.new_id(),
+            "id": customer_id,
             "external_customer_id": f"acct_{number:05d}" if rng.random() < 0.6 else None,
             "name": name,
             "email": f"billing@{domain}",
@@ -391,10 +622,7 @@ class Builder:
             "billing_address": address,
             "shipping_address": dict(address) if rng.random() < 0.7 else None,
             "tax_id": self.tax_id(europe) if rng.random() < 0.6 else None,
-            "metadata": {
-                "segment": rng.choice(("smb", "mid-market", "enterprise")),
-                "crm_id": f"crm-{number}",
-            },
+            "metadata": metadata,
             "hierarchy": {"children": [], "parent": None},
             "payment_provider": "stripe_charge" if stripe else None,
             "payment_provider_id": f"cus_{self.new_id()[:14]}" if stripe else None,
@@ -405,6 +633,29 @@ class Builder:
             "portal_url": None,
             "accounting_sync_configuration": None,
             "reporting_configuration": None,
+            "automatic_tax_enabled": rng.random() < 0.3,
+            "default_payment_method": None
+            if not stripe
+            else {
+                "id": self.new_id(),
+                "created_at": created,
+                "customer_id": customer_id,
+                "default": True,
+                "external_payment_method_id": f"pm_{self.new_id()[:14]}",
+                "payment_method_type": rng.choice(("card", "card", "us_bank_account", "link")),
+                "provider_type": "stripe",
+            },
+            "payment_configuration": None
+            if not stripe
+            else {
+                "payment_providers": [
+                    {
+                        "provider_type": "stripe",
+                        "default_shared_payment_token": None,
+                        "excluded_payment_method_types": [],
+                    }
+                ]
+            },
         }
         return self.account.add("customers", customer)
 
@@ -428,9 +679,16 @@ class Builder:
     # Subscriptions and invoices ------------------------------------------------------------------
 
     def subscription(
-        self, customer: Obj, plan: Obj, start: datetime, created: datetime, end: datetime | None
+        self,
+        customer: Obj,
+        plan: Obj,
+        start: datetime,
+        created: datetime,
+        end: datetime | None,
+        showcase: bool = False,
     ) -> Obj:
-        """A subscription embedding the live customer and plan, one price interval per price."""
+        """A subscription embedding the live customer and plan, one price interval per price;
+        `showcase` gives it every kind of adjustment, discount, minimum and maximum interval."""
         status = (
             "upcoming"
             if start > self.now
@@ -438,7 +696,7 @@ class Builder:
             if end is not None and end <= self.now
             else "active"
         )
-        coupon = self.redeemable_coupon() if self.rng.random() < 0.1 else None
+        coupon = self.redeemable_coupon() if self.rng.random() < 0.1 or showcase else None
         sub: Obj = {
             "id": self.new_id(),
             "name": plan["name"],
@@ -472,11 +730,109 @@ class Builder:
             "active_plan_phase_order": None,
             "invoicing_threshold": None,
             "auto_collection": customer["auto_collection"],
+            "auto_issuance": customer["auto_collection"],
             "default_invoice_memo": None,
             "metadata": {"source": self.rng.choice(("sales", "self-serve"))},
         }
+        if coupon is not None:
+            self.coupon_interval(sub, coupon["discount"])
+        if showcase:
+            self.showcase_intervals(sub)
+        elif self.rng.random() < 0.08:
+            kind = self.rng.choice(ADJUSTMENT_TYPES)
+            self.adjustment_interval(sub, kind, [i["id"] for i in sub["price_intervals"]])
         set_period(sub, current_period(start, self.now) if status == "active" else None)
         return self.account.add("subscriptions", sub)
+
+    def adjustment_interval(self, sub: Obj, kind: str, interval_ids: list[str]) -> Obj:
+        """An adjustment of the subscription's prices; its line items carry it from then on."""
+        prices = [i["price"] for i in sub["price_intervals"] if i["id"] in interval_ids]
+        adjustment = self.plan_adjustment(kind, [p["id"] for p in prices], prices[0])
+        interval: Obj = {
+            "id": self.new_id(),
+            "adjustment": {**adjustment, "plan_phase_order": None},
+            "applies_to_price_interval_ids": interval_ids,
+            "start_date": sub["start_date"],
+            "end_date": sub["end_date"],
+        }
+        sub["adjustment_intervals"].append(interval)
+        return interval
+
+    def coupon_interval(self, sub: Obj, discount: Obj) -> None:
+        """A redeemed coupon discounts the fixed fee: a discount interval and its adjustment."""
+        fee = sub["price_intervals"][:1]
+        kind = discount["discount_type"]
+        value = discount["percentage_discount" if kind == "percentage" else "amount_discount"]
+        sub["discount_intervals"].append(
+            self.discount_interval(sub, kind, value, [i["id"] for i in fee])
+        )
+        interval = self.adjustment_interval(sub, f"{kind}_discount", [i["id"] for i in fee])
+        interval["adjustment"][f"{kind}_discount"] = value
+        interval["adjustment"]["reason"] = "Coupon"
+
+    def discount_interval(self, sub: Obj, kind: str, value: object, interval_ids: list[str]) -> Obj:
+        interval: Obj = {
+            "discount_type": kind,
+            "applies_to_price_interval_ids": interval_ids,
+            "filters": [],
+            "start_date": sub["start_date"],
+            "end_date": sub["end_date"],
+        }
+        if kind == "tiered_percentage":
+            interval["tiers"] = value
+        else:
+            interval[f"{kind}_discount"] = value
+        return interval
+
+    def showcase_intervals(self, sub: Obj) -> None:
+        """Every kind of interval Orb keeps on a subscription, each applying to some prices."""
+        intervals = sub["price_intervals"]
+        ids = [i["id"] for i in intervals]
+        for number, kind in enumerate(ADJUSTMENT_TYPES):
+            self.adjustment_interval(sub, kind, ids[number :: len(ADJUSTMENT_TYPES)])
+        tiers = [
+            {"lower_bound": Number(0), "upper_bound": Number(500), "percentage": Number("0.05")},
+            {"lower_bound": Number(500), "upper_bound": None, "percentage": double(1 / 3)},
+        ]
+        for kind, value in (
+            ("amount", Decimal("2.50")),
+            ("usage", Number(250)),
+            ("tiered_percentage", tiers),
+        ):
+            sub["discount_intervals"].append(self.discount_interval(sub, kind, value, ids[1:4]))
+        for key, amount in (("minimum", "100.00"), ("maximum", "100000.00")):
+            sub[f"{key}_intervals"].append(
+                {
+                    f"{key}_amount": Decimal(amount),
+                    "applies_to_price_interval_ids": ids[:1],
+                    "filters": [],
+                    "start_date": sub["start_date"],
+                    "end_date": sub["end_date"],
+                }
+            )
+        for interval in intervals[1:]:
+            interval["filter"] = "region IN ('us', 'eu') AND tier != 'free'"
+        fee = intervals[0]
+        fee["fixed_fee_quantity_transitions"] = [
+            {"effective_date": sub["start_date"], "price_id": fee["price"]["id"], "quantity": 1},
+            {
+                "effective_date": add_months(sub["start_date"], 1),
+                "price_id": fee["price"]["id"],
+                "quantity": Number("2.5"),
+            },
+        ]
+        sub["fixed_fee_quantity_schedule"].append(
+            {
+                "price_id": fee["price"]["id"],
+                "quantity": Number("2.5"),
+                "start_date": add_months(sub["start_date"], 1),
+                "end_date": None,
+            }
+        )
+        sub["fixed_fee_quantity_schedule"][0]["end_date"] = add_months(sub["start_date"], 1)
+        sub["active_plan_phase_order"] = 2
+        sub["trial_info"] = {"end_date": sub["start_date"] + 14 * DAY}
+        sub["metadata"]["note"] = "Pilot “phase 1” — signed by Zoë"
 
     def price_interval(self, price: Obj, start: datetime, end: datetime | None) -> Obj:
         return {
@@ -489,6 +845,7 @@ class Builder:
             "end_date": end,
             "filter": None,
             "fixed_fee_quantity_transitions": [],
+            "metric_parameter_overrides": None,
             "price": self.account.shared(price),
             "usage_customer_ids": None,
         }
@@ -499,7 +856,7 @@ class Builder:
 
     def usage(self, price: Obj, fraction: float = 1.0) -> int:
         """Usage for one period; drafts see only the part of the period that has elapsed."""
-        if price["price_type"] == "fixed_price":
+        if price["price_type"] != "usage_price":
             return 1
         return int(self.rng.lognormvariate(8.0, 1.2) * fraction)
 
@@ -568,30 +925,55 @@ class Builder:
         return self.account.add("invoices", invoice)
 
     def line(
-        self, customer: Obj, price: Obj, quantity: int, period: tuple[datetime, datetime]
+        self,
+        customer: Obj,
+        price: Obj,
+        quantity: billing.Quantity,
+        period: tuple[datetime, datetime],
+        adjustments: list[Obj] | None = None,
     ) -> Obj:
-        discount = (self.new_id(), Decimal("0.1")) if self.rng.random() < 0.1 else None
+        """A line item; without a subscription's adjustments, one in ten gets a partner discount
+        (some stacked 10% + 20%: 0.30000000000000004 as a double)."""
+        if adjustments is None and self.rng.random() < 0.1:
+            fraction = double(0.1 + 0.2) if self.rng.random() < 0.2 else Number("0.1")
+            adjustments = [
+                billing.adjustment("percentage_discount", self.new_id(), price, fraction)
+            ]
         return billing.new_line(
             self.new_id(),
             self.account.shared(price),
             quantity,
             period,
             tax_rate=tax_rate(customer),
-            discount=discount,
+            adjustments=adjustments,
         )
 
     def period_invoice(self, sub: Obj, start: datetime, end: datetime) -> Obj:
-        """The draft of one billing period; usage so far if the period is still running."""
-        customer, prices = sub["customer"], sub["plan"]["prices"]
-        count = self.line_items_per_invoice or len(prices)
+        """The draft of one billing period; usage so far if the period is still running.
+
+        Each line carries the subscription's adjustments of its price interval; the invoice
+        lists the subscription's discounts, minimum and maximum."""
+        customer, intervals = sub["customer"], sub["price_intervals"]
+        count = self.line_items_per_invoice or len(intervals)
         elapsed = (self.now - start) / (end - start)
         fraction = min(1.0, max(0.05, elapsed))
-        lines = [
-            self.line(customer, price, self.usage(price, fraction), (start, end))
-            for price in (prices[index % len(prices)] for index in range(count))
-        ]
+        lines = []
+        for interval in (intervals[index % len(intervals)] for index in range(count)):
+            price = interval["price"]
+            adjustments = [
+                billing.on_line(a["adjustment"], price)
+                for a in sub["adjustment_intervals"]
+                if interval["id"] in a["applies_to_price_interval_ids"]
+            ]
+            line = self.line(
+                customer, price, self.usage(price, fraction), (start, end), adjustments
+            )
+            line["filter"] = interval["filter"]
+            lines.append(line)
         created = min(start, self.now)
-        return self.invoice(customer, lines, created=created, invoice_date=end, subscription=sub)
+        invoice = self.invoice(customer, lines, created=created, invoice_date=end, subscription=sub)
+        invoice_terms(invoice, sub, first=start == sub["start_date"])
+        return invoice
 
     def history(self, sub: Obj) -> None:
         """Monthly invoices from the subscription's start to now, aged into realistic statuses."""
@@ -647,12 +1029,16 @@ class Builder:
             )
         return invoice
 
-    def credit_note(self, invoice: Obj, created: datetime) -> Obj | None:
-        """A credit note against the invoice's largest line, also listed on the invoice."""
+    def credit_note(self, invoice: Obj, created: datetime, rich: bool = False) -> Obj | None:
+        """A credit note against the invoice's largest line, also listed on the invoice; a
+        `rich` note carries its discounts, taxes and a maximum adjustment as Orb itemises them."""
         line = max(invoice["line_items"], key=lambda li: li["amount"])
         total = money(line["amount"] * Decimal(self.rng.choice(("0.1", "0.25", "0.5", "1"))))
         if total <= 0:
             return None
+        price = {"id": line["price"]["id"], "name": line["price"]["name"]}
+        discount = money(total / 9) if rich else ZERO
+        by_amount = self.rng.random() < 0.5
         note: Obj = {
             "id": self.new_id(),
             "credit_note_number": f"CN-{self.account.next_number('credit_note'):06d}",
@@ -661,10 +1047,8 @@ class Builder:
             "created_at": created,
             "voided_at": None,
             "type": self.rng.choice(("refund", "adjustment")),
-            "reason": self.rng.choice(
-                ("Duplicate", "Order change", "Product unsatisfactory", None)
-            ),
-            "subtotal": total,
+            "reason": self.rng.choice(("Duplicate", "Order change", "Product unsatisfactory")),
+            "subtotal": total + discount,
             "total": total,
             "minimum_amount_refunded": None,
             "customer": dict(invoice["customer"]),
@@ -674,16 +1058,49 @@ class Builder:
                     "item_id": line["price"]["item"]["id"],
                     "name": line["name"],
                     "amount": total,
-                    "subtotal": total,
+                    "subtotal": total + discount,
                     "quantity": Number(1),
-                    "tax_amounts": [],
-                    "discounts": [],
+                    "tax_amounts": [
+                        {**tax, "amount": money(total * tax["tax_rate_percentage"] / 100)}
+                        for tax in line["tax_amounts"]
+                    ],
+                    "discounts": [
+                        {
+                            "id": self.new_id(),
+                            "amount_applied": discount,
+                            "applies_to_price_ids": [price["id"]],
+                            "discount_type": "amount" if by_amount else "percentage",
+                            "percentage_discount": Number(0) if by_amount else double(1 / 9),
+                            "amount_discount": discount if by_amount else None,
+                            "reason": "Goodwill “credit”",
+                        }
+                    ]
+                    if rich
+                    else [],
                     "start_time_inclusive": line["start_date"],
                     "end_time_exclusive": line["end_date"],
                 }
             ],
-            "discounts": [],
-            "maximum_amount_adjustment": None,
+            "discounts": [
+                {
+                    "amount_applied": discount,
+                    "discount_type": "percentage",
+                    "percentage_discount": double(1 / 9),
+                    "applies_to_prices": [price],
+                    "reason": "Partner discount",
+                }
+            ]
+            if rich
+            else [],
+            "maximum_amount_adjustment": None
+            if not rich
+            else {
+                "amount_applied": ZERO,
+                "discount_type": "percentage",
+                "percentage_discount": Number(0),
+                "applies_to_prices": [price],
+                "reason": None,
+            },
             "credit_note_pdf": None,
         }
         note["credit_note_pdf"] = f"https://assets.withorb.com/credit_note/{note['id']}.pdf"
@@ -734,9 +1151,14 @@ class Builder:
         if complete:
             effective = min(effective, self.now - (120 - index * 40) * DAY)
             expiry = effective + 60 * DAY if index == 1 else effective + 400 * DAY
-        block = self.block(effective, expiry, pending_payment=not complete and rng.random() < 0.1)
+        block = self.block(
+            effective, expiry, pending_payment=not complete and rng.random() < 0.1, rich=complete
+        )
         self.account.add("credit_blocks", block, customer["id"])
         events = [(effective, 0, "increment", block)]
+        if complete and index == 0:
+            block["maximum_initial_balance"] = Number(100)
+            events.append((effective + HOUR, 0, "void_initiated", block))
         changed = expiry is not None and (rng.random() < 0.2 or (complete and index == 0))
         if changed and expiry is not None:
             moment = self.between(effective, min(expiry, self.now))
@@ -753,7 +1175,7 @@ class Builder:
                         block,
                     )
                 )
-            for kind, chance in (("void", 0.1), ("amendment", 0.15)):
+            for kind, chance in (("void", 0.1), ("void_initiated", 0.05), ("amendment", 0.15)):
                 if rng.random() < chance or (complete and index == 0):
                     events.append(
                         (
@@ -767,22 +1189,46 @@ class Builder:
             events.append((expiry, 4, "credit_block_expiry", block))
         return events
 
-    def block(self, effective: datetime, expiry: datetime | None, pending_payment: bool) -> Obj:
+    def block(
+        self, effective: datetime, expiry: datetime | None, pending_payment: bool, rich: bool
+    ) -> Obj:
+        """A credit block; some spend only on one item (`filters`), allocations and commitments
+        name where they came from."""
+        rng = self.rng
+        source = rng.choice(("allocation", "top_up", "commitment", "manual"))
+        usage_items = [i for i in self.account.items.values() if i["name"] in USAGE_ITEMS]
+        item = rng.choice(usage_items)
+        filters = (
+            [{"field": "item_id", "operator": "includes", "values": [item["id"]]}]
+            if rich or rng.random() < 0.3
+            else []
+        )
         return {
             "id": self.new_id(),
             "balance": Number(0),
-            "maximum_initial_balance": Number(money(self.rng.choice((100, 250, 500, 1000, 5000)))),
-            "per_unit_cost_basis": self.rng.choice((Decimal("1.00"), Decimal("0.90"), None)),
+            "maximum_initial_balance": Number(money(rng.choice((100, 250, 500, 1000, 5000)))),
+            "per_unit_cost_basis": rng.choice((Decimal("1.00"), Decimal("0.90"), None)),
             "effective_date": effective,
             "expiry_date": expiry,
             "status": "pending_payment" if pending_payment else "active",
-            "credit_block_source": self.rng.choice(
-                ("allocation", "top_up", "commitment", "manual")
-            ),
-            "filters": [],
-            "credit_allocation": None,
-            "credit_commitment": None,
-            "metadata": {},
+            "credit_block_source": source,
+            "filters": filters,
+            "credit_allocation": None
+            if source != "allocation"
+            else {
+                "allows_rollover": rng.random() < 0.5,
+                "currency": "credits",
+                "custom_expiration": None,
+                "item_id": item["id"],
+                "filters": [],
+                "license_type_id": None,
+            },
+            "credit_commitment": None
+            if source != "commitment"
+            else {"id": self.new_id(), "subscription_id": None},
+            "metadata": {"po": 'PO "42-B"', "note": "Crédit offert 🎁"}
+            if rich or rng.random() < 0.1
+            else {},
         }
 
     def top_up(self, customer: Obj, created: datetime) -> Obj:
@@ -829,8 +1275,11 @@ class Builder:
         }
         return self.account.add("customer_balance_transactions", txn, customer["id"])
 
-    def balance_history(self, customer: Obj, invoices: list[Obj], notes: list[Obj]) -> None:
-        """A few chronological balance transactions referencing invoices and credit notes."""
+    def balance_history(
+        self, customer: Obj, invoices: list[Obj], notes: list[Obj], complete: bool = False
+    ) -> None:
+        """A few chronological balance transactions referencing invoices and credit notes;
+        `complete` adds one of every action Orb records."""
         plan: list[tuple[datetime, str, Obj | None]] = []
         for _ in range(self.rng.randint(0, 3)):
             plan.append((self.between(customer["created_at"], self.now), "manual_adjustment", None))
@@ -840,6 +1289,19 @@ class Builder:
             plan.append((invoice["issued_at"] + HOUR, "applied_to_invoice", invoice))
         for note in notes:
             plan.append((note["created_at"] + HOUR, "credit_note_applied", note))
+            if note["voided_at"] is not None:
+                plan.append((note["voided_at"], "credit_note_voided", note))
+        actions = ["applied_to_invoice", *OTHER_ACTIONS] if complete else []
+        if not complete and self.rng.random() < 0.1:
+            actions.append(self.rng.choice(OTHER_ACTIONS))
+        if complete:
+            opening = money(500)
+            self.balance_transaction(
+                customer, "manual_adjustment", opening, customer["created_at"], (None, None)
+            )
+        for number, action in enumerate(actions if issued else []):
+            invoice = self.rng.choice(issued)
+            plan.append((invoice["issued_at"] + (2 + number) * HOUR, action, invoice))
         for moment, action, ref in sorted(plan, key=lambda p: p[0]):
             self.planned_transaction(customer, action, ref, min(moment, self.now))
 
@@ -849,10 +1311,17 @@ class Builder:
         if action == "manual_adjustment":
             amount = money(self.rng.choice((25, 50, 100, -10)))
             self.balance_transaction(customer, action, amount, moment, (None, None))
-        elif action == "credit_note_applied" and ref is not None:
+        elif action in ("credit_note_applied", "credit_note_voided") and ref is not None:
+            amount = ref["total"] if action == "credit_note_applied" else -ref["total"]
             self.balance_transaction(
-                customer, action, ref["total"], moment, (ref["invoice_id"], ref["id"])
+                customer, action, amount, moment, (ref["invoice_id"], ref["id"])
             )
+        elif action in INCREMENTS and ref is not None:
+            amount = money(min(ref["total"], Decimal(self.rng.choice((5, 20, 45)))) or 1)
+            self.balance_transaction(customer, action, amount, moment, (ref["id"], None))
+        elif action != "applied_to_invoice" and ref is not None:
+            amount = -money(min(ref["total"], Decimal(self.rng.choice((5, 20, 45)))) or 1)
+            self.balance_transaction(customer, action, amount, moment, (ref["id"], None))
         elif ref is not None and customer["balance"] > 0:
             amount = -min(customer["balance"], ref["total"])
             self.balance_transaction(customer, action, amount, moment, (ref["id"], None))
@@ -891,7 +1360,9 @@ class Builder:
         plans = [
             p
             for p in self.account.plans.values()
-            if p["status"] == "active" and p["currency"] == currency
+            if p["status"] == "active"
+            and p["currency"] == currency
+            and p["external_plan_id"] != SHOWCASE_PLAN
         ]
         return plans or [p for p in self.account.plans.values() if p["status"] == "active"]
 
@@ -900,21 +1371,49 @@ class Builder:
     ) -> Obj:
         """A customer with subscriptions, invoices, credits, top-ups, balance history and alerts."""
         self.made = []
-        customer = self.customer(created)
+        customer = self.customer(created, showcase=complete)
         subs = self.subscriptions(customer, starts)
+        if complete:
+            subs.append(self.showcase_subscription(customer))
+            self.storage_true_up(customer)
         if self.rng.random() < 0.1 and starts is None:
             self.settled_one_off(customer, self.between(created, self.now - DAY), created)
         invoices = self.made
-        notes = self.credit_notes(invoices)
+        notes = self.credit_notes(invoices, complete)
         self.credits(customer, complete)
         for _ in range(self.rng.randint(0 if starts is None else 1, 2)):
             self.top_up(customer, self.between(created, self.now))
-        self.balance_history(customer, invoices, notes)
+        self.balance_history(customer, invoices, notes, complete)
         for _ in range(self.rng.randint(1, 3)):
             self.alert(
                 customer, self.rng.choice(subs) if subs else None, self.between(created, self.now)
             )
         return customer
+
+    def showcase_subscription(self, customer: Obj) -> Obj:
+        """The customer's subscription to the plan with every price model, with its history."""
+        plan = next(
+            p for p in self.account.plans.values() if p["external_plan_id"] == SHOWCASE_PLAN
+        )
+        start = add_months(month_start(customer["created_at"]), 1)
+        sub = self.subscription(customer, plan, start, customer["created_at"], None, True)
+        self.history(sub)
+        return sub
+
+    def storage_true_up(self, customer: Obj) -> Obj:
+        """A paid one-off invoice for metered storage: 542.6099999999999 GB-months, the sum of
+        daily readings as doubles, billed per GB-month."""
+        price = next(
+            p for p in self.account.prices.values() if p["name"] == "Storage GB-month (metered)"
+        )
+        day = month_start(self.now) - 20 * DAY
+        quantity = double(sum(GB_READINGS))
+        line = self.line(customer, price, quantity, (day - len(GB_READINGS) * DAY, day), [])
+        invoice = self.invoice(customer, [line], created=day, invoice_date=day, subscription=None)
+        billing.issue(invoice, day, 15)
+        billing.pay(invoice, day + DAY, self.new_id())
+        invoice["memo"] = 'Storage true-up for "archive" bucket — café backups ☕'
+        return invoice
 
     def subscriptions(self, customer: Obj, starts: datetime | None) -> list[Obj]:
         """Zero to two subscriptions; `starts` forces one upcoming subscription starting then."""
@@ -945,23 +1444,33 @@ class Builder:
         months = (latest.year - start.year) * 12 + latest.month - start.month
         return add_months(start, self.rng.randint(2, months))
 
-    def credit_notes(self, invoices: list[Obj]) -> list[Obj]:
-        """Credit notes on some paid invoices, a fifth of them voided later."""
+    def credit_notes(self, invoices: list[Obj], complete: bool = False) -> list[Obj]:
+        """Credit notes on some paid invoices, a fifth of them voided later; `complete` credits
+        the first paid invoice with an itemised note."""
         notes = []
+        first = next((i for i in invoices if i["status"] == "paid" and i["total"] > 0), None)
         for invoice in invoices:
-            if invoice["status"] != "paid" or invoice["total"] <= 0 or self.rng.random() >= 0.06:
+            forced = complete and invoice is first
+            if not forced and (
+                invoice["status"] != "paid" or invoice["total"] <= 0 or self.rng.random() >= 0.06
+            ):
                 continue
             created = self.between(invoice["paid_at"], min(invoice["paid_at"] + 20 * DAY, self.now))
-            note = self.credit_note(invoice, created)
+            note = self.credit_note(invoice, created, forced or self.rng.random() < 0.25)
             if note is not None:
                 notes.append(note)
-                if self.rng.random() < 0.2:
+                if forced or self.rng.random() < 0.2:
                     void_credit_note(self.account, note, self.between(created, self.now))
         return notes
 
 
 class Ledger:
-    """Appends to one customer's credit ledger, keeping running and block balances consistent."""
+    """Appends to one customer's credit ledger, keeping running and block balances consistent.
+
+    Credit amounts and balances are doubles in Orb, and add up as doubles: a running balance
+    is the float sum of the amounts before it (so 100 - 100/3 is 66.66666666666666, and a
+    third of 100 credits is 33.333333333333336).
+    """
 
     def __init__(self, builder: Builder, customer: Obj) -> None:
         self.builder = builder
@@ -969,27 +1478,25 @@ class Ledger:
         self.entries = builder.account.of_customer("credit_ledger_entries", customer["id"])
         last = max(self.entries.values(), key=lambda e: e["ledger_sequence_number"], default=None)
         self.sequence = 0 if last is None else last["ledger_sequence_number"]
-        self.balance = Decimal(0) if last is None else Decimal(last["ending_balance"])
+        self.balance = 0.0 if last is None else float(last["ending_balance"])
 
-    def amount(self, kind: str, block: Obj) -> Decimal:
+    def amount(self, kind: str, block: Obj) -> float:
         """How much an entry of this kind moves the block, given its current balance."""
-        balance = Decimal(block["balance"])
+        balance = float(block["balance"])
         rng = self.builder.rng
         if kind == "increment":
-            return Decimal(block["maximum_initial_balance"])
+            return float(block["maximum_initial_balance"])
         if kind == "decrement":
-            return -min(
-                balance, max(money(balance * Decimal(rng.uniform(0.05, 0.35))), Decimal("0.01"))
-            )
+            return -min(balance, max(round(balance * rng.uniform(0.05, 0.35), 2), 0.01))
         if kind == "void":
-            return -money(balance / 2)
+            return -round(balance / 2, 2)
+        if kind == "void_initiated":
+            return -(balance / 3)
         if kind == "amendment":
-            return (
-                money(rng.choice((5, 10, 25))) if rng.random() < 0.5 or balance < 25 else money(-10)
-            )
+            return float(rng.choice((5, 10, 25))) if rng.random() < 0.5 or balance < 25 else -10.0
         if kind == "credit_block_expiry":
             return -balance
-        return Decimal(0)
+        return 0.0
 
     def record(self, kind: str, block: Obj, moment: datetime, pending: bool = False) -> Obj | None:
         """Append one entry unless it would move nothing (a zero decrement, void or expiry)."""
@@ -1000,7 +1507,7 @@ class Ledger:
             block["expiry_date"] += 30 * DAY
         self.sequence += 1
         start, self.balance = self.balance, self.balance + amount
-        block["balance"] = Number(Decimal(block["balance"]) + amount)
+        block["balance"] = double(float(block["balance"]) + amount)
         entry = self.entry(kind, block, moment, amount, start, pending)
         return self.builder.account.add("credit_ledger_entries", entry, self.customer["id"])
 
@@ -1009,8 +1516,8 @@ class Ledger:
         kind: str,
         block: Obj,
         moment: datetime,
-        amount: Decimal,
-        start: Decimal,
+        amount: float,
+        start: float,
         pending: bool,
     ) -> Obj:
         entry: Obj = {
@@ -1019,24 +1526,24 @@ class Ledger:
             "entry_type": kind,
             "entry_status": "pending" if pending else "committed",
             "ledger_sequence_number": self.sequence,
-            "amount": Number(amount),
-            "starting_balance": Number(start),
-            "ending_balance": Number(self.balance),
+            "amount": double(amount),
+            "starting_balance": double(start),
+            "ending_balance": double(self.balance),
             "currency": self.customer["currency"],
             "customer": customer_ref(self.customer),
             "credit_block": {
                 "id": block["id"],
                 "expiry_date": block["expiry_date"],
-                "filters": [],
+                "filters": block["filters"],
                 "per_unit_cost_basis": block["per_unit_cost_basis"],
             },
-            "description": kind.replace("_", " ").capitalize(),
+            "description": DESCRIPTIONS.get(kind, kind.replace("_", " ").capitalize()),
             "metadata": {},
         }
         entry.update(self.extra(kind, block, amount))
         return entry
 
-    def extra(self, kind: str, block: Obj, amount: Decimal) -> Obj:
+    def extra(self, kind: str, block: Obj, amount: float) -> Obj:
         """The fields only one entry type carries."""
         if kind == "increment":
             return {"created_invoices": []}
@@ -1045,7 +1552,13 @@ class Ledger:
         if kind == "expiration_change":
             return {"new_block_expiry_date": block["expiry_date"]}
         if kind == "void":
-            return {"void_amount": Number(-amount), "void_reason": "refund"}
+            return {"void_amount": double(-amount), "void_reason": "refund"}
+        if kind == "void_initiated":
+            return {
+                "new_block_expiry_date": block["expiry_date"] or self.builder.now,
+                "void_amount": double(-amount),
+                "void_reason": "Customer\u2019s “refund” request",
+            }
         return {}
 
 

@@ -14,14 +14,18 @@ from orb_source.sandbox.generator import (
     ADJECTIVES,
     DAY,
     NOUNS,
+    OTHER_ACTIONS,
+    USAGE_ITEMS,
     Builder,
     Ledger,
     add_months,
     current_period,
+    enrich,
     month_start,
     set_period,
     void_credit_note,
 )
+from orb_source.sandbox.prices import PRICE_MODELS
 
 FINAL_STATUSES = frozenset({"issued", "paid", "synced", "void"})
 
@@ -197,6 +201,22 @@ def _backdated_subscription(b: Builder) -> list[str]:
     return changes
 
 
+def intervals(sub: Obj) -> list[Obj]:
+    """Every interval of a subscription that spans its whole life: prices, adjustments,
+    discounts, minimums and maximums."""
+    return [
+        interval
+        for key in (
+            "price_intervals",
+            "adjustment_intervals",
+            "discount_intervals",
+            "minimum_intervals",
+            "maximum_intervals",
+        )
+        for interval in sub[key]
+    ]
+
+
 def _start_subscription(b: Builder) -> list[str]:
     """Start due upcoming subscriptions; if none is due, start the next one early."""
     upcoming = sorted(
@@ -207,7 +227,7 @@ def _start_subscription(b: Builder) -> list[str]:
     for sub in due:
         start = min(sub["start_date"], b.now.replace(hour=0, minute=0, second=0))
         sub.update(status="active", start_date=start)
-        for interval in sub["price_intervals"]:
+        for interval in intervals(sub):
             interval["start_date"] = start
         set_period(sub, current_period(start, b.now))
     return [f"subscription {s['id']} started" for s in due]
@@ -223,7 +243,7 @@ def _end_subscription(b: Builder) -> list[str]:
         return []
     sub = b.rng.choice(active)
     sub.update(status="ended", end_date=b.now)
-    for interval in sub["price_intervals"]:
+    for interval in intervals(sub):
         interval["end_date"] = b.now
     set_period(sub, None)
     return [f"subscription {sub['id']} ended"]
@@ -238,10 +258,18 @@ def _customers(b: Builder) -> list[str]:
     )
     amount = money(b.rng.choice((15, 40, 75, -20)))
     txn = b.balance_transaction(adjusted, "manual_adjustment", amount, b.now, (None, None))
-    return [
+    changes = [
         f"customer {renamed['id']} renamed",
         f"customer {adjusted['id']} balance changed by {amount} ({txn['id']})",
     ]
+    issued = [i for i in b.account.invoices.values() if i["issued_at"] is not None]
+    if issued:
+        invoice = b.rng.choice(issued)
+        customer = b.account.customers[invoice["customer"]["id"]]
+        action = b.rng.choice(OTHER_ACTIONS)
+        b.planned_transaction(customer, action, invoice, b.now)
+        changes.append(f"customer {customer['id']} balance transaction {action}")
+    return changes
 
 
 def _ledger(b: Builder) -> list[str]:
@@ -259,17 +287,15 @@ def _ledger(b: Builder) -> list[str]:
     if pending:
         pending[0]["entry_status"] = "committed"
         changes.append(f"ledger entry {pending[0]['id']} committed")
-    for is_pending in (False, True):
+    for kind, is_pending in (("decrement", False), ("decrement", True), ("void_initiated", False)):
         spendable = _spendable_blocks(b)
         if not spendable:
             break
         customer_id, block = b.rng.choice(spendable)
-        entry = Ledger(b, b.account.customers[customer_id]).record(
-            "decrement", block, b.now, is_pending
-        )
+        entry = Ledger(b, b.account.customers[customer_id]).record(kind, block, b.now, is_pending)
         if entry is not None:
             changes.append(
-                f"ledger decrement {entry['id']} ({entry['entry_status']}) for {customer_id}"
+                f"ledger {kind} {entry['id']} ({entry['entry_status']}) for {customer_id}"
             )
     return changes
 
@@ -299,6 +325,21 @@ def _top_ups(b: Builder) -> list[str]:
         edited["threshold"] = money(b.rng.choice((5, 20, 40)))
         changes.append(f"top-up {edited['id']} edited")
     return changes
+
+
+def _price(b: Builder) -> list[str]:
+    """A new add-on price, of the next price model in Orb's list each day."""
+    model = PRICE_MODELS[b.now.toordinal() % len(PRICE_MODELS)]
+    items = [i for i in b.account.items.values() if i["name"] in USAGE_ITEMS]
+    item = b.rng.choice(items)
+    metric = next(
+        m
+        for m in b.account.billable_metrics.values()
+        if m["item"]["id"] == item["id"] and m["status"] == "active"
+    )
+    price = b.price(f"{item['name']} ({model}) add-on", model, "USD", b.now, item, metric)
+    b.account.add("prices", enrich(price, b.rng.randrange(6), b.new_id()))
+    return [f"price {price['id']} created ({model})"]
 
 
 def _coupon(b: Builder) -> list[str]:
@@ -340,6 +381,7 @@ STEPS: tuple[Callable[[Builder], list[str]], ...] = (
     _customers,
     _ledger,
     _top_ups,
+    _price,
     _coupon,
     _alert,
 )

@@ -22,9 +22,9 @@ recurring as (
         -- Every branch keeps the amount's own DECIMAL type: DuckDB would otherwise unify the
         -- branches to the rounded branch's two places.
         case
-            when li.price ->> 'cadence' = 'monthly' then li.amount
+            when li.price__cadence = 'monthly' then li.amount
             else li.amount * 0 + round(
-                cast(li.amount as decimal(38, 9)) * case li.price ->> 'cadence'
+                cast(li.amount as decimal(38, 9)) * case li.price__cadence
                     when 'quarterly' then 0.333333333333333334
                     when 'semi_annual' then 0.166666666666666667
                     else 0.083333333333333334
@@ -40,8 +40,8 @@ recurring as (
       and i.deleted_at is null
       and i.invoice_source = 'subscription'
       and i.status <> 'void'
-      and li.price ->> 'price_type' = 'fixed_price'
-      and li.price ->> 'cadence' in ('monthly', 'quarterly', 'semi_annual', 'annual')
+      and li.price__price_type = 'fixed_price'
+      and li.price__cadence in ('monthly', 'quarterly', 'semi_annual', 'annual')
 ),
 months (month_start) as (
     select min(date_trunc('month', service_start)) from recurring
