@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import dlt
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from orb_source.catalog import ENDPOINTS, TABLES
 from orb_source.precision import to_scale
@@ -69,8 +70,9 @@ def assert_mirror(
         assert not still_live, (
             f"{table}: gone from the API but not marked deleted: {still_live[:5]}"
         )
+        naming = destination_naming(pipeline)
         for row_id, obj in expected.items():
-            assert_same_fields(table, obj, rows[row_id])
+            assert_same_fields(table, obj, rows[row_id], naming)
         assert_child_counts(read, table, rows, expected)
 
 
@@ -96,9 +98,24 @@ def assert_child_counts(
         assert not diff, f"{table}__{array} (loaded, expected) by id: {diff}"
 
 
-def assert_same_fields(table: str, obj: Mapping[str, Any], row: Mapping[str, Any]) -> None:
+def destination_naming(pipeline: dlt.Pipeline) -> Callable[[str], str]:
+    """Column names as dlt's snake_case naming makes them for the pipeline's destination."""
+    capabilities = pipeline.destination.capabilities() if pipeline.destination else None
+    max_length = capabilities.max_identifier_length if capabilities else None
+    return NamingConvention(max_length=max_length).normalize_path
+
+
+def assert_same_fields(
+    table: str,
+    obj: Mapping[str, Any],
+    row: Mapping[str, Any],
+    naming: Callable[[str], str] = str,
+) -> None:
+    """`naming` is the destination's: PostgreSQL's 63-character identifiers shorten long
+    flattened names (`price__tiered_matrix_with_allnqkq3q_config__default_unit_amount`)."""
     links = ENDPOINTS[table].links if table in ENDPOINTS else {}
-    for column, value in flatten(obj, links, json_columns(table)).items():
+    for path, value in flatten(obj, links, json_columns(table)).items():
+        column = naming(path)
         if column in row:
             assert same_value(value, row[column]), (
                 f"{table}.{column} of {obj.get('id')}: API {value!r} != warehouse {row[column]!r}"
