@@ -18,6 +18,7 @@ from pyiceberg.table import StaticTable
 from orb_source import lakehouse, runner
 from orb_source.catalog import TABLES
 from orb_source.cli import main
+from orb_source.precision import PRECISION, SCALE
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from tests.cli import run_cli
@@ -26,7 +27,7 @@ from tests.warehouse import Reader, assert_mirror, by_id
 BUCKET = "orb_billing_lake"
 """The default bucket: a folder in the working directory (the test's tmp_path)."""
 
-MONEY = pa.decimal128(38, 9)
+MONEY = pa.decimal128(PRECISION, SCALE)
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
