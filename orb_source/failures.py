@@ -81,7 +81,14 @@ def causes(error: BaseException) -> list[BaseException]:
 def cause_of(error: BaseException) -> BaseException:
     """The error that says what happened: ours where there is one, else the innermost."""
     chain = causes(error)
-    ours = (OrbError, ConfigurationError, PipelineBusy, DestinationLocked, DeletionsNotMarked)
+    ours = (
+        OrbError,
+        ConfigurationError,
+        PipelineBusy,
+        DestinationLocked,
+        DeletionsNotMarked,
+        UnloadablePackage,
+    )
     return next((c for c in chain if isinstance(c, ours)), chain[-1])
 
 

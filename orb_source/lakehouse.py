@@ -27,6 +27,7 @@ from typing import Any, cast
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.normalizers.json.relational import DataItemNormalizer
@@ -135,6 +136,39 @@ def sweep_open_tables(pipeline: dlt.Pipeline, listings: Mapping[str, Any]) -> di
         for table, root in _child_tables(schema):
             _drop_replaced_children(tables, table, root)
     return {table: tables.marked.get(table, 0) for table in TABLES}
+
+
+def evolve_iceberg_tables(pipeline: dlt.Pipeline) -> None:
+    """Before a load, add to each Iceberg table the columns its normalized files bring, and
+    commit an empty snapshot written with the new schema.
+
+    pyiceberg's upsert reads the rows it matches with the schema of the branch's last
+    snapshot, not the table's current one (apache/iceberg-python#2467), so the first upsert
+    after a new column appears (an end date set on an interval, a field Orb adds) fails
+    however many times it is retried. The table's own schema update, which dlt repeats at
+    load, then changes nothing."""
+    if not is_filesystem(pipeline) or not pipeline.default_schema_name:
+        return
+    from dlt.common.libs.pyiceberg import ensure_iceberg_compatible_arrow_schema
+
+    arriving: dict[str, list[pa.Schema]] = {}
+    for load_id in pipeline.list_normalized_load_packages():
+        for job in pipeline.get_load_package_info(load_id).jobs["new_jobs"]:
+            if job.job_file_info.file_format == "parquet":
+                schema = pq.read_schema(job.file_path)
+                arriving.setdefault(job.job_file_info.table_name, []).append(schema)
+    with pipeline.destination_client() as client:
+        tables = _OpenTables(client, pipeline.default_schema)
+        for table, schemas in arriving.items():
+            handle = tables._handle(table) if tables.formats.get(table) == "iceberg" else None
+            if handle is None:
+                continue
+            with handle.update_schema() as update:
+                for schema in schemas:
+                    update.union_by_name(ensure_iceberg_compatible_arrow_schema(schema))
+            snapshot = handle.current_snapshot()
+            if snapshot is not None and snapshot.schema_id != handle.metadata.current_schema_id:
+                handle.append(handle.schema().as_arrow().empty_table())
 
 
 class _OpenTables:

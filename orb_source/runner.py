@@ -39,7 +39,13 @@ from .client import (
 )
 from .destinations import check_destination, resolve_destination
 from .failures import ConfigurationError, DeletionsNotMarked, PipelineBusy
-from .lakehouse import TABLE_FORMATS, announce, missing_library, with_default_bucket
+from .lakehouse import (
+    TABLE_FORMATS,
+    announce,
+    evolve_iceberg_tables,
+    missing_library,
+    with_default_bucket,
+)
 from .packages import discarded_when_unloadable
 from .reporting import create_views
 from .schema import loaded_columns, schema_changes
@@ -256,6 +262,7 @@ def run_pipeline(
         )
         with discarded_when_unloadable(pipeline):
             normalize_info = pipeline.normalize()
+            evolve_iceberg_tables(pipeline)
             changes = schema_changes(before, pipeline.default_schema)
             for change in changes:
                 logger.warning("schema %s", change)
@@ -318,6 +325,7 @@ def finish_pending(pipeline: dlt.Pipeline) -> Recovered:
     logger.warning("finishing the load a previous run left unfinished")
     with discarded_when_unloadable(pipeline):
         normalized = pipeline.normalize()
+        evolve_iceberg_tables(pipeline)
         pipeline.load()
     remove_replayed_rows(pipeline)
     return Recovered(Counter(normalized.row_counts), Counter(sweep_after_load(pipeline)))

@@ -39,7 +39,7 @@ Key = tuple[Any, ...]
 
 @pytest.fixture(scope="module")
 def account() -> Account:
-    return generate_account(customers=25, seed=7, now=SANDBOX_NOW)
+    return generate_account(customers=25, seed=2, now=SANDBOX_NOW)
 
 
 @pytest.fixture(scope="module")

@@ -147,6 +147,20 @@ def month_start(moment: datetime) -> datetime:
     return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+def fixed_quantity(sub: Obj, price: Obj, start: datetime) -> billing.Quantity | None:
+    """The fixed-fee quantity the subscription's schedule sets for the period starting then."""
+    return next(
+        (
+            entry["quantity"]
+            for entry in sub["fixed_fee_quantity_schedule"]
+            if entry["price_id"] == price["id"]
+            and entry["start_date"] <= start
+            and (entry["end_date"] is None or start < entry["end_date"])
+        ),
+        None,
+    )
+
+
 def add_months(moment: datetime, months: int) -> datetime:
     """Shift by whole months, clamping the day so month ends never overflow."""
     years, month = divmod(moment.month - 1 + months, 12)
@@ -738,11 +752,48 @@ class Builder:
             self.coupon_interval(sub, coupon["discount"])
         if showcase:
             self.showcase_intervals(sub)
-        elif self.rng.random() < 0.08:
-            kind = self.rng.choice(ADJUSTMENT_TYPES)
-            self.adjustment_interval(sub, kind, [i["id"] for i in sub["price_intervals"]])
+        else:
+            self.seat_changes(sub)
+            if self.rng.random() < 0.08:
+                kind = self.rng.choice(ADJUSTMENT_TYPES)
+                self.adjustment_interval(sub, kind, [i["id"] for i in sub["price_intervals"]])
         set_period(sub, current_period(start, self.now) if status == "active" else None)
         return self.account.add("subscriptions", sub)
+
+    def seat_changes(self, sub: Obj) -> None:
+        """About one subscription in four that has run three months changes its fixed-fee
+        quantity (seats) at a period start, half of those later cut it back by one.
+
+        Drawn from a generator seeded by the subscription's id, so the account's other objects
+        are the same with or without it."""
+        seats = random.Random(sub["id"])
+        until = min(sub["end_date"] or self.now, self.now)
+        months = (until.year - sub["start_date"].year) * 12 + until.month - sub["start_date"].month
+        if months < 3 or seats.random() >= 0.25:
+            return
+        up = seats.randint(1, months - 2)
+        changes = [(add_months(sub["start_date"], up), seats.choice((2, 3, 5)))]
+        if seats.random() < 0.5:
+            down = seats.randint(up + 1, months - 1)
+            changes.append((add_months(sub["start_date"], down), changes[0][1] - 1))
+        fee = sub["price_intervals"][0]
+        schedule = sub["fixed_fee_quantity_schedule"]
+        fee["fixed_fee_quantity_transitions"] = [
+            {"effective_date": sub["start_date"], "price_id": fee["price"]["id"], "quantity": 1}
+        ]
+        for effective, quantity in changes:
+            schedule[-1]["end_date"] = effective
+            schedule.append(
+                {
+                    "price_id": fee["price"]["id"],
+                    "quantity": Number(quantity),
+                    "start_date": effective,
+                    "end_date": sub["end_date"],
+                }
+            )
+            fee["fixed_fee_quantity_transitions"].append(
+                {"effective_date": effective, "price_id": fee["price"]["id"], "quantity": quantity}
+            )
 
     def adjustment_interval(self, sub: Obj, kind: str, interval_ids: list[str]) -> Obj:
         """An adjustment of the subscription's prices; its line items carry it from then on."""
@@ -965,9 +1016,8 @@ class Builder:
                 for a in sub["adjustment_intervals"]
                 if interval["id"] in a["applies_to_price_interval_ids"]
             ]
-            line = self.line(
-                customer, price, self.usage(price, fraction), (start, end), adjustments
-            )
+            quantity = fixed_quantity(sub, price, start) or self.usage(price, fraction)
+            line = self.line(customer, price, quantity, (start, end), adjustments)
             line["filter"] = interval["filter"]
             lines.append(line)
         created = min(start, self.now)
