@@ -234,22 +234,27 @@ def test_killed_during_load(
     assert load_id in loaded_ids(tmp_path), "the crashed run's package was completed"
 
 
+@pytest.mark.parametrize("destination", ["duckdb", "postgres"])
 def test_a_copy_job_run_again_after_its_rows_committed_leaves_no_duplicates(
+    destination: str,
     crash_sandbox: SandboxServer,
     crash_account: Account,
-    tmp_path: Path,
+    request: pytest.FixtureRequest,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A run killed after DuckDB committed a job's rows but before dlt recorded the job: the
-    next run loads that job again. On a first load the job appends straight into the table,
-    so the rows are there twice until the run removes the copies.
+    """A run killed after the destination committed a job's rows but before dlt recorded the
+    job: the next run loads that job again. On a first load the job appends straight into the
+    table, so the rows are there twice until the run removes the copies. PostgreSQL, where
+    `_dlt_id` is a unique column, must take the replayed rows too.
 
     The kill is reproduced exactly rather than timed: a completed package is put back where
     dlt keeps unfinished ones, with one completed job marked not yet run."""
-    pipeline = make_pipeline()
+    if destination == "postgres":
+        request.getfixturevalue("postgres_url")
+    pipeline = make_pipeline(destination)
     run_pipeline(pipeline=pipeline)
     [package] = packages("load/loaded")
-    [job] = (package / "completed_jobs").glob("invoice_line_items.*.parquet")
+    [job] = (package / "completed_jobs").glob("invoice_line_items.*")
     job.rename(package / "new_jobs" / job.name)
     (package / "package_completed.json").unlink()
     package.rename(pipeline_dir() / "load" / "normalized" / package.name)
@@ -260,11 +265,12 @@ def test_a_copy_job_run_again_after_its_rows_committed_leaves_no_duplicates(
     line_items = len(crash_account.objects("invoice_line_items"))
 
     with caplog.at_level(logging.WARNING, logger="orb_source.sweep"):
-        run_pipeline(pipeline=make_pipeline())
+        run_pipeline(pipeline=make_pipeline(destination))
 
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(destination)
     assert not pipeline.has_pending_data
-    assert package.name in loaded_ids(tmp_path)
+    loaded = query(pipeline, "SELECT load_id FROM {_dlt_loads} WHERE status = 0")
+    assert package.name in {load_id for (load_id,) in loaded}
     assert (
         f"removing {line_items} replayed duplicate rows from invoice_line_items" in caplog.messages
     )
