@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
-from itertools import chain
+from itertools import chain, groupby
 from typing import Any
 
 import dlt
@@ -200,11 +200,60 @@ class _Columnar:
 
 
 def _struct_array(rows: list[Row]) -> pa.StructArray:
-    """The rows as one struct array, field types inferred by Arrow over every value."""
+    """The rows as one struct array, field types inferred by Arrow over every value.
+
+    A field whose objects the rows share (a line item's price: one object per distinct price
+    of a page, `wire.py`) is converted once per object and taken for each row; Arrow infers
+    the same type from the distinct objects as from every row's."""
     try:
-        return pa.array(rows)
+        shared = {name: _distinct(rows, name) for name in _shared_fields(rows)}
+        if not shared:
+            return pa.array(rows)
+        blanks = dict.fromkeys(shared)
+        rest = pa.array([{**row, **blanks} if row.keys() >= blanks.keys() else row for row in rows])
+        built = {
+            name: pa.array(objects).take(pa.array(positions, pa.int32()))
+            for name, (objects, positions) in shared.items()
+        }
     except (pa.ArrowException, OverflowError, TypeError, ValueError):
         raise _Misfit from None
+    fields = list(rest.type)
+    return pa.StructArray.from_arrays(
+        [built.get(field.name, rest.field(i)) for i, field in enumerate(fields)],
+        names=[field.name for field in fields],
+    )
+
+
+def _shared_fields(rows: list[Row]) -> list[str]:
+    """Top-level fields whose objects repeat: at most half as many objects as rows."""
+    if not rows:
+        return []
+    return [
+        name
+        for name, value in rows[0].items()
+        if type(value) is dict
+        and len({id(row.get(name)) for row in rows}) * 2 <= len(rows)
+        and all(type(row.get(name)) in (dict, type(None)) for row in rows)
+    ]
+
+
+def _distinct(rows: list[Row], name: str) -> tuple[list[Row], list[int | None]]:
+    """The field's distinct objects in order of first appearance, and each row's position
+    among them (None where the row has none)."""
+    positions: dict[int, int] = {}
+    objects: list[Row] = []
+    taken: list[int | None] = []
+    for row in rows:
+        value = row.get(name)
+        if value is None:
+            taken.append(None)
+            continue
+        position = positions.get(id(value))
+        if position is None:
+            position = positions[id(value)] = len(objects)
+            objects.append(value)
+        taken.append(position)
+    return objects, taken
 
 
 def _typed(columns: Mapping[str, pa.Array], declared: TTableSchemaColumns) -> pa.Table:
@@ -407,32 +456,59 @@ def _encode_json(root: str, rows: list[Row]) -> None:
     twice is encoded once.
     """
     done: set[tuple[int, str]] = set()
-    for hops, paths in _json_fields(root):
+    for hops, groups in _json_fields(root):
         objects = objects_at(rows, hops)
-        for *parents, leaf in paths:
-            for obj in objects:
-                owner: Any = obj
-                for part in parents:
-                    owner = owner.get(part)
-                    if type(owner) is not dict:
-                        break
-                else:
+        for parents, leaves in groups:
+            owners = _owners(objects, parents)
+            for leaf in leaves:
+                for owner in owners:
                     value = owner.get(leaf)
                     if value is not None and (id(owner), leaf) not in done:
                         owner[leaf] = _text(value, as_json=True)
                         done.add((id(owner), leaf))
 
 
+def _owners(objects: list[Row], parents: tuple[str, ...]) -> list[Row]:
+    """The distinct objects at `parents` inside `objects`, in order of first appearance (the
+    objects themselves without `parents`: an object listed twice is encoded once anyway)."""
+    if not parents:
+        return objects
+    found: dict[int, Row] = {}
+    for obj in objects:
+        owner: Any = obj
+        for part in parents:
+            owner = owner.get(part)
+            if type(owner) is not dict:
+                break
+        else:
+            found.setdefault(id(owner), owner)
+    return list(found.values())
+
+
+JsonFields = tuple[tuple[str, ...], tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]]
+
+
 @cache
-def _json_fields(root: str) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]], ...]:
-    """Per table (the array hops that reach its objects), the paths inside those objects of
-    its declared JSON columns."""
+def _json_fields(root: str) -> tuple[JsonFields, ...]:
+    """Per table (the array hops that reach its objects), its declared JSON columns as paths
+    inside those objects, consecutive paths through the same objects grouped (a price's
+    `metadata`, `credit_allocation`, ...: the price is found once for all of them)."""
     shape = SHAPES[root]
     tables = [((), shape), *shape.nested.items()]
     return tuple(
-        (hops, tuple(tuple(name.split("__")) for name in table.json))
+        (hops, _grouped(tuple(name.split("__")) for name in table.json))
         for hops, table in tables
         if table.json
+    )
+
+
+def _grouped(
+    paths: Iterable[tuple[str, ...]],
+) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """Consecutive paths with the same parents as (parents, leaves)."""
+    return tuple(
+        (parents, tuple(path[-1] for path in group))
+        for parents, group in groupby(paths, key=lambda path: path[:-1])
     )
 
 

@@ -37,6 +37,14 @@ INFERRED_SCALE = 9
 _EXACT = Context(prec=1_000)
 """Wide enough that rounding and differences are exact for any number JSON can carry here."""
 
+SHORT = min(SCALE, PRECISION - SCALE) + 1
+"""A decimal string this short, without an exponent, fits DECIMAL(38, 18) whatever it holds:
+at most 18 places after a point and 20 digits before it. Most of Orb's amounts are, and so
+are most doubles written out in full."""
+
+INTEGER_LIMIT = 10 ** (PRECISION - SCALE)
+"""An integer strictly between minus this and this fits DECIMAL(38, 18)."""
+
 TOO_LARGE = "__v_text"
 """Suffix of the text column that keeps a value with more integer digits than the column."""
 
@@ -89,6 +97,8 @@ def fit_rows(table: str, rows: list[dict[str, Any]], fitting: Fitting) -> None:
     shared: set[int] = set()
     for row in rows:
         _walk(row, tree, fitting, shared)
+        if Decimal not in map(type, row.values()):
+            continue
         new = [name for name, value in row.items() if type(value) is Decimal]
         for name in new:
             if name not in declared:
@@ -107,6 +117,15 @@ def _walk(obj: dict[str, Any], tree: Tree, fitting: Fitting, shared: set[int]) -
         if value is None:
             continue
         if type(below) is str:
+            kind = type(value)
+            if kind is str and len(value) <= SHORT and "e" not in value and "E" not in value:
+                continue
+            if kind is int and -INTEGER_LIMIT < value < INTEGER_LIMIT:
+                obj[key] = str(value)
+                continue
+            if kind is Decimal and len(text := format(value, "f")) <= SHORT:
+                obj[key] = text
+                continue
             _fit(obj, key, below, fitting, SCALE)
             if type(obj[key]) in (Decimal, int):
                 obj[key] = format(obj[key], "f") if type(obj[key]) is Decimal else str(obj[key])

@@ -21,6 +21,8 @@ from orb_source.arrow import (
     _encode_json,
     _Flattener,
     _Misfit,
+    _shared_fields,
+    _struct_array,
     _to_arrow,
     arrow_items,
 )
@@ -208,3 +210,20 @@ def test_dlt_does_not_log_a_notice_per_arrow_table(
     }
     assert any("directly imported without normalization" in m for m in records.messages)
     assert not [m for m in records.messages if "merging arrow schema" in m]
+
+
+def test_a_shared_price_is_converted_once_into_the_same_array() -> None:
+    """Line items that share price objects, some with none or without the field, give the
+    struct array Arrow builds from every row: same fields, order, types and values."""
+    tiered = {"id": "p1", "tiered_config": {"tiers": [{"first_unit": "0", "unit_amount": "1"}]}}
+    unit = {"id": "p2", "unit_config": {"unit_amount": "0.5"}, "metadata": "{}"}
+    prices: list[dict[str, Any] | None] = [tiered, unit, tiered, None, tiered, unit]
+    rows: list[dict[str, Any]] = [
+        {"id": f"li{i}", "price": price, "quantity": str(i)} for i, price in enumerate(prices)
+    ]
+    rows.append({"id": "li_last", "quantity": "7", "name": "new field"})
+    assert _shared_fields(rows) == ["price"]
+    built = _struct_array(rows)
+    assert built.equals(pa.array(rows))
+    assert built.type == pa.array(rows).type
+    assert built.to_pylist() == pa.array(rows).to_pylist()

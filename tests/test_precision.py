@@ -191,3 +191,42 @@ def test_fit_rows_rounds_in_place_and_counts() -> None:
     assert fitting.columns["credit_ledger_entries.amount"].largest_difference == Decimal("5e-19")
     basis = fitting.columns["credit_ledger_entries.credit_block__per_unit_cost_basis"]
     assert basis.rounded == 1
+
+
+def test_strings_and_integers_at_the_edges_of_the_column() -> None:
+    """Short decimal strings, integers below 10**20 and doubles of few digits pass unchanged
+    (numbers as their text); one place or digit more and the policy rounds or keeps the value
+    as text."""
+    values = {
+        "fits": "99999999999999999.5",
+        "places": "0.1234567890123456785",
+        "exponent": "1e3",
+        "digits": "123456789012345678901",
+        "widest": 10**20 - 1,
+        "too_wide": -(10**20),
+        "double": Decimal("542.6099999999999"),
+        "long_double": Decimal("-0.1234567890123456785"),
+        "huge_double": Decimal("1E+25"),
+    }
+    rows: list[dict[str, Any]] = [
+        {"id": name, "amount": value, "starting_balance": None, "ending_balance": True}
+        for name, value in values.items()
+    ]
+    fitting = Fitting()
+    fit_rows("credit_ledger_entries", rows, fitting)
+    amounts = {row["id"]: (row["amount"], row.get("amount__v_text")) for row in rows}
+    assert amounts == {
+        "fits": ("99999999999999999.5", None),
+        "places": ("0.123456789012345678", None),
+        "exponent": ("1000.000000000000000000", None),
+        "digits": (None, "123456789012345678901"),
+        "widest": ("99999999999999999999", None),
+        "too_wide": (None, "-100000000000000000000"),
+        "double": ("542.6099999999999", None),
+        "long_double": ("-0.123456789012345678", None),
+        "huge_double": (None, "10000000000000000000000000"),
+    }
+    assert [row["ending_balance"] for row in rows] == [True] * len(rows)
+    fitted = fitting.columns["credit_ledger_entries.amount"]
+    assert (fitted.rounded, fitted.kept_as_text) == (2, 3)
+    assert fitted.largest_difference == Decimal("5e-19")
