@@ -51,7 +51,7 @@ from .reporting import create_views
 from .schema import loaded_columns, schema_changes
 from .source import orb
 from .summary import captured_warnings, location, render, to_json
-from .sweep import remove_replayed_rows, sweep_deletions
+from .sweep import remove_replayed_rows, remove_unrecorded_rows, sweep_deletions
 
 logger = logging.getLogger(__name__)
 
@@ -326,6 +326,7 @@ def finish_pending(pipeline: dlt.Pipeline) -> Recovered:
     with discarded_when_unloadable(pipeline):
         normalized = pipeline.normalize()
         evolve_iceberg_tables(pipeline)
+        remove_unrecorded_rows(pipeline)
         pipeline.load()
     remove_replayed_rows(pipeline)
     return Recovered(Counter(normalized.row_counts), Counter(sweep_after_load(pipeline)))

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import nullcontext
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import dlt
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from dlt.common.destination.client import WithStagingDataset
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.schema import Schema
+from dlt.common.storages import FileStorage
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
-from dlt.destinations.sql_client import SqlClientBase
+from dlt.destinations.sql_client import SqlClientBase, WithSqlClient
 
 from .catalog import CATALOG, CHILD_TABLES, TABLES, Scope
 from .lakehouse import is_filesystem, sweep_open_tables
@@ -75,6 +80,72 @@ def _deleted_rows(sql: SqlClientBase[Any]) -> dict[str, int]:
             rows = None
         counts[table] = int(rows[0][0]) if rows else 0
     return counts
+
+
+def remove_unrecorded_rows(pipeline: dlt.Pipeline) -> None:
+    """Before a crashed run's package is loaded again, delete by `_dlt_id` the rows its jobs
+    not recorded as done may have committed already, so each of those jobs writes its rows once.
+
+    A copy job killed after its rows committed but before dlt recorded it runs again, and on
+    PostgreSQL, where `_dlt_id` is unique, the second copy is refused on every later run. The
+    keys are read from the job files themselves (Parquet, CSV), and only those rows go, from
+    the table each job writes to: the staging table of a merge, else the table itself.
+    `remove_replayed_rows` catches what a file in another format brings twice."""
+    if is_filesystem(pipeline):
+        return
+    jobs = [
+        job
+        for load_id in pipeline.list_normalized_load_packages()
+        for state in ("new_jobs", "started_jobs")
+        for job in pipeline.get_load_package_info(load_id).jobs[state]
+        if job.job_file_info.file_format in ("parquet", "csv")
+    ]
+    if not jobs:
+        return
+    with pipeline.destination_client() as client:
+        sql = cast(WithSqlClient, client).sql_client
+        for job in jobs:
+            table = job.job_file_info.table_name
+            staged = isinstance(client, WithStagingDataset) and (
+                client.should_load_data_to_staging_dataset(table)
+            )
+            keys = _row_keys(job.file_path, job.job_file_info.file_format)
+            with sql.with_staging_dataset() if staged else nullcontext():
+                removed = _delete_keys(sql, table, keys)
+            if removed:
+                logger.warning(
+                    "removing %d rows a crashed run already wrote to %s before loading them again",
+                    removed,
+                    table,
+                )
+
+
+def _row_keys(path: str, file_format: str) -> list[str]:
+    with FileStorage.open_zipsafe_ro(path, "rb") as file:
+        if file_format == "parquet":
+            keys = pq.read_table(file, columns=["_dlt_id"])["_dlt_id"]
+        else:
+            options = pa_csv.ConvertOptions(include_columns=["_dlt_id"])
+            keys = pa_csv.read_csv(file, convert_options=options)["_dlt_id"]
+    return [str(key) for key in keys.to_pylist()]
+
+
+def _delete_keys(sql: SqlClientBase[Any], table: str, keys: list[str]) -> int:
+    """Delete the rows with these `_dlt_id`s, a thousand at a time; how many there were."""
+    name = sql.make_qualified_table_name(table)
+    removed = 0
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        where = f"_dlt_id IN ({', '.join(['%s'] * len(chunk))})"
+        try:
+            rows = sql.execute_sql(f"SELECT count(*) FROM {name} WHERE {where}", *chunk)
+        except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+            return 0
+        count = rows[0][0] if rows else 0
+        if count:
+            sql.execute_sql(f"DELETE FROM {name} WHERE {where}", *chunk)
+            removed += int(count)
+    return removed
 
 
 def remove_replayed_rows(pipeline: dlt.Pipeline) -> None:
