@@ -109,7 +109,7 @@ def remove_unrecorded_rows(pipeline: dlt.Pipeline) -> None:
             staged = isinstance(client, WithStagingDataset) and (
                 client.should_load_data_to_staging_dataset(table)
             )
-            keys = _row_keys(job.file_path, job.job_file_info.file_format)
+            keys = row_keys(job.file_path, job.job_file_info.file_format)
             with sql.with_staging_dataset() if staged else nullcontext():
                 removed = _delete_keys(sql, table, keys)
             if removed:
@@ -120,13 +120,17 @@ def remove_unrecorded_rows(pipeline: dlt.Pipeline) -> None:
                 )
 
 
-def _row_keys(path: str, file_format: str) -> list[str]:
+def row_keys(path: str, file_format: str) -> list[str]:
+    """The `_dlt_id` of every row of a load job's file, Parquet or CSV."""
     with FileStorage.open_zipsafe_ro(path, "rb") as file:
         if file_format == "parquet":
             keys = pq.read_table(file, columns=["_dlt_id"])["_dlt_id"]
         else:
-            options = pa_csv.ConvertOptions(include_columns=["_dlt_id"])
-            keys = pa_csv.read_csv(file, convert_options=options)["_dlt_id"]
+            keys = pa_csv.read_csv(
+                file,
+                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                convert_options=pa_csv.ConvertOptions(include_columns=["_dlt_id"]),
+            )["_dlt_id"]
     return [str(key) for key in keys.to_pylist()]
 
 

@@ -26,6 +26,7 @@ import pytest
 
 from orb_source.runner import PIPELINE_NAME, make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account
+from orb_source.sweep import row_keys
 from tests.conftest import SANDBOX_NOW, serving
 from tests.warehouse import assert_mirror, query
 
@@ -280,3 +281,12 @@ def test_a_copy_job_run_again_after_its_rows_committed_leaves_no_duplicates(
     )
     assert duplicates == 0
     assert_mirror(pipeline, crash_account)
+
+
+def test_the_keys_of_a_csv_job_are_read_with_line_breaks_inside_values(tmp_path: Path) -> None:
+    """PostgreSQL's jobs are CSV, and a memo or a description can span lines: in a file larger
+    than the reader's blocks, a block may start inside such a value."""
+    rows = [f'"Storage true-up\nfor ""archive"", part {i}",k{i}' for i in range(100_000)]
+    job = tmp_path / "invoices.1234.0.csv"
+    job.write_text("\n".join(["memo,_dlt_id", *rows]) + "\n")
+    assert row_keys(str(job), "csv") == [f"k{i}" for i in range(100_000)]
