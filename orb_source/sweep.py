@@ -12,6 +12,7 @@ a run that dies between load and sweep is swept by the next run.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import datetime
@@ -24,6 +25,7 @@ from dlt.common.destination.client import WithStagingDataset
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.schema import Schema
 from dlt.common.storages import FileStorage
+from dlt.common.storages.load_package import PackageStorage
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase, WithSqlClient
 
@@ -98,7 +100,7 @@ def remove_unrecorded_rows(pipeline: dlt.Pipeline) -> None:
         for load_id in pipeline.list_normalized_load_packages()
         for state in ("new_jobs", "started_jobs")
         for job in pipeline.get_load_package_info(load_id).jobs[state]
-        if job.job_file_info.file_format in ("parquet", "csv")
+        if job.job_file_info.file_format in ("parquet", "csv") and not _committed(job.file_path)
     ]
     if not jobs:
         return
@@ -118,6 +120,13 @@ def remove_unrecorded_rows(pipeline: dlt.Pipeline) -> None:
                     removed,
                     table,
                 )
+
+
+def _committed(path: str) -> bool:
+    """Whether dlt recorded that the destination committed this started job: it then marks
+    the job done on resume without running it again, so its rows must stay."""
+    package, name = os.path.dirname(os.path.dirname(path)), os.path.basename(path)
+    return os.path.exists(os.path.join(package, PackageStorage.PENDING_TRANSITIONS_FOLDER, name))
 
 
 def row_keys(path: str, file_format: str) -> list[str]:

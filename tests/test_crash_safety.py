@@ -290,3 +290,27 @@ def test_the_keys_of_a_csv_job_are_read_with_line_breaks_inside_values(tmp_path:
     job = tmp_path / "invoices.1234.0.csv"
     job.write_text("\n".join(["memo,_dlt_id", *rows]) + "\n")
     assert row_keys(str(job), "csv") == [f"k{i}" for i in range(100_000)]
+
+
+def test_a_started_job_recorded_as_committed_keeps_its_rows(
+    crash_sandbox: SandboxServer, crash_account: Account
+) -> None:
+    """A run killed after dlt wrote its marker that the destination committed a job, before it
+    moved the job to the completed ones: dlt marks the job done on resume without running it
+    again, so its rows must not be deleted as those of an unrecorded job are."""
+    run_pipeline(pipeline=make_pipeline())
+    [package] = packages("load/loaded")
+    [job] = (package / "completed_jobs").glob("invoice_line_items.*")
+    (package / "started_jobs").mkdir(exist_ok=True)
+    job.rename(package / "started_jobs" / job.name)
+    markers = package / ".pending_transitions"
+    markers.mkdir(exist_ok=True)
+    (markers / job.name).write_text(json.dumps({"state": "completed", "failed_message": None}))
+    (package / "package_completed.json").unlink()
+    package.rename(pipeline_dir() / "load" / "normalized" / package.name)
+
+    run_pipeline(pipeline=make_pipeline())
+
+    pipeline = make_pipeline()
+    assert not pipeline.has_pending_data
+    assert_mirror(pipeline, crash_account)
