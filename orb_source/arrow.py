@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -112,6 +112,56 @@ def arrow_items(
         dlt.mark.with_hints(arrow_table, _hints(table, name, first_load, table_format), True)
         for name, arrow_table in tables.items()
     ]
+
+
+HELD_ROWS = 50_000
+"""Rows of one table held before they go to dlt as one item (see `Held`)."""
+
+
+class Held:
+    """A resource's Arrow tables, held per table and handed to dlt concatenated.
+
+    dlt pays a fixed cost for every item it extracts (the item's hints merged into the
+    schema, a writer found): about 1.7 ms. A batch of invoices yields a table for each of some
+    50 child tables, most of them a few rows (one price model's tiers), so a run paid that cost
+    about 800 times; held until a table has `HELD_ROWS` rows, or the resource ends, they make
+    about 60 items. Tables whose columns do not concatenate (a field Orb changed type between
+    batches) go as they came. Items that are not Arrow tables pass through at once.
+    """
+
+    def __init__(self, rows: int = HELD_ROWS) -> None:
+        self.rows = rows
+        self.held: dict[str, list[DataItemWithMeta]] = defaultdict(list)
+
+    def add(self, items: Iterable[Any]) -> Iterator[Any]:
+        """The items, with each table's Arrow tables held until they have `rows` rows."""
+        for item in items:
+            if not (isinstance(item, DataItemWithMeta) and isinstance(item.data, pa.Table)):
+                yield item
+                continue
+            table = item.meta.hints["table_name"]
+            self.held[table].append(item)
+            if sum(len(part.data) for part in self.held[table]) >= self.rows:
+                yield from _concatenated(self.held.pop(table))
+
+    def flush(self) -> Iterator[DataItemWithMeta]:
+        """Every table still held: the resource has no more rows."""
+        while self.held:
+            yield from _concatenated(self.held.pop(next(iter(self.held))))
+
+
+def _concatenated(items: list[DataItemWithMeta]) -> Iterator[DataItemWithMeta]:
+    """One item for tables of the same name and hints, or the items themselves when their
+    columns' types differ."""
+    if len(items) == 1:
+        yield items[0]
+        return
+    try:
+        data = pa.concat_tables([item.data for item in items], promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        yield from items
+        return
+    yield dlt.mark.with_hints(data, items[0].meta.hints, True)
 
 
 class _Misfit(Exception):

@@ -14,7 +14,7 @@ import dlt
 from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
-from .arrow import arrow_items, quiet_declared_hints
+from .arrow import Held, arrow_items, quiet_declared_hints
 from .catalog import CATALOG, EMITTED_ONCE, TABLES, Endpoint, Scope, Sync
 from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats, counted_for
 from .lakehouse import MERGING_FORMATS, open_table_format, propagate_load_id
@@ -198,25 +198,42 @@ def endpoint_resources(ctx: SyncContext, endpoint: Endpoint, output: Output) -> 
         hints = output.hints(endpoint.table)
         return [dlt.resource(rows, name=endpoint.table, parallelized=True, **hints)]
     array_field, child, link = endpoint.child_table
-    pages = dlt.resource(
-        table_rows(ctx, endpoint, Output()),
-        name=f"{endpoint.table}_pages",
-        selected=False,
-        parallelized=True,
+    page_rows = table_rows(ctx, endpoint, Output())
+
+    def pages() -> Iterator[Any]:
+        yield from page_rows()
+        yield END_OF_PAGES
+
+    reader = dlt.resource(pages, name=f"{endpoint.table}_pages", selected=False, parallelized=True)
+    parent = transformed(
+        endpoint.table, lambda rows: without_field(rows, array_field), reader, output
     )
+    children = transformed(
+        child, lambda rows: split_children(rows, array_field, link, ctx.started_at), reader, output
+    )
+    return [parent, children]
 
-    def parent_rows(rows: list[Row]) -> Iterator[Any]:
-        yield from output.emit(endpoint.table, without_field(rows, array_field))
 
-    def child_rows(rows: list[Row]) -> Iterator[Any]:
-        yield from output.emit(child, split_children(rows, array_field, link, ctx.started_at))
+class EndOfPages:
+    """The last item of a page reader: its transformers hand dlt the Arrow tables they hold."""
 
-    return [
-        dlt.transformer(
-            parent_rows, data_from=pages, name=endpoint.table, **output.hints(endpoint.table)
-        ),
-        dlt.transformer(child_rows, data_from=pages, name=child, **output.hints(child)),
-    ]
+
+END_OF_PAGES = EndOfPages()
+
+
+def transformed(
+    table: str, shape: Callable[[list[Row]], list[Row]], reader: DltResource, output: Output
+) -> DltResource:
+    """A table filled from a page reader's rows, shaped by `shape`."""
+    held = Held()
+
+    def rows(page_rows: list[Row] | EndOfPages) -> Iterator[Any]:
+        if isinstance(page_rows, EndOfPages):
+            yield from held.flush()
+        else:
+            yield from held.add(output.emit(table, shape(page_rows)))
+
+    return dlt.transformer(rows, data_from=reader, name=table, **output.hints(table))
 
 
 def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable[[], Iterator[Any]]:
@@ -226,6 +243,7 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
         started, read, children = time.monotonic(), 0, 0
         batch: list[Row] = []
         fitting = Fitting()
+        held = Held()
         pages = endpoint_pages(ctx, endpoint, listing_state(endpoint))
         for customer_id, page in counted_for(endpoint.table, pages):
             shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
@@ -236,9 +254,10 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
                 children += sum(len(row.get(endpoint.child_table[0]) or ()) for row in shaped)
             batch.extend(shaped)
             if len(batch) >= BATCH_ROWS:
-                yield from output.emit(endpoint.table, batch)
+                yield from held.add(output.emit(endpoint.table, batch))
                 batch = []
-        yield from output.emit(endpoint.table, batch)
+        yield from held.add(output.emit(endpoint.table, batch))
+        yield from held.flush()
         fitting.report()
         also = f" (and {children:,} {endpoint.child_table[1]})" if endpoint.child_table else ""
         logger.info(

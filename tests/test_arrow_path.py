@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 from orb_source.arrow import (
+    Held,
     _Columnar,
     _declared,
     _encode_json,
@@ -227,3 +228,33 @@ def test_a_shared_price_is_converted_once_into_the_same_array() -> None:
     assert built.equals(pa.array(rows))
     assert built.type == pa.array(rows).type
     assert built.to_pylist() == pa.array(rows).to_pylist()
+
+
+def _item(table: str, columns: dict[str, pa.Array]) -> Any:
+    return dlt.mark.with_hints(
+        pa.table(columns), dlt.mark.make_hints(table_name=table, write_disposition="merge"), True
+    )
+
+
+def test_held_tables_reach_dlt_concatenated_and_every_row_with_them() -> None:
+    """Small tables of one name go as one item once they reach the threshold or the resource
+    ends; rows lists pass at once; tables whose types differ go as they came."""
+    held = Held(rows=5)
+    batches = [
+        [_item("tiers", {"a": pa.array([1, 2])}), ["a", "dict", "batch"]],
+        [_item("tiers", {"a": pa.array([3, 4]), "b": pa.array(["x", "y"])})],
+        [_item("tiers", {"a": pa.array([5])}), _item("filters", {"v": pa.array([1])})],
+        [_item("filters", {"v": pa.array(["text"])})],
+    ]
+    released = [list(held.add(batch)) for batch in batches]
+    assert released[0] == [["a", "dict", "batch"]]
+    assert released[1] == []
+    [tiers] = released[2]
+    assert tiers.meta.hints["table_name"] == "tiers"
+    assert tiers.meta.hints["write_disposition"] == "merge"
+    assert tiers.data.to_pydict() == {"a": [1, 2, 3, 4, 5], "b": [None, None, "x", "y", None]}
+    assert released[3] == []
+    rest = list(held.flush())
+    assert [item.data.to_pydict() for item in rest] == [{"v": [1]}, {"v": ["text"]}]
+    assert all(item.meta.hints["table_name"] == "filters" for item in rest)
+    assert list(held.flush()) == []
