@@ -123,9 +123,9 @@ class Held:
 
     dlt pays a fixed cost for every item it extracts (the item's hints merged into the
     schema, a writer found): about 1.7 ms. A batch of invoices yields a table for each of some
-    50 child tables, most of them a few rows (one price model's tiers), so a run paid that cost
-    768 times on the benchmark account; held until a table has `HELD_ROWS` rows, or the resource ends, they make
-    65 items. Tables whose columns do not concatenate (a field Orb changed type between
+    50 child tables, most of them a few rows (one price model's tiers): the benchmark's run
+    made 768 items. Held until a table has `HELD_ROWS` rows, or the resource ends, they make
+    65. Tables whose columns do not concatenate (a field Orb changed type between
     batches) go as they came. Items that are not Arrow tables pass through at once.
     """
 
