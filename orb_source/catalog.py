@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 ALL_INVOICE_STATUSES = ["draft", "issued", "paid", "synced", "void"]
 CUSTOMERS = "/customers"
@@ -40,6 +41,17 @@ class Scope(StrEnum):
 
 
 @dataclass(frozen=True)
+class InState:
+    """Objects whose `field` holds one of `values` (Orb's list filter of the same name)."""
+
+    field: str
+    values: tuple[str, ...]
+
+    def holds(self, obj: Mapping[str, Any]) -> bool:
+        return obj.get(self.field) in self.values
+
+
+@dataclass(frozen=True)
 class Cursor:
     """The object's own timestamp and the list filter that selects on it."""
 
@@ -48,13 +60,18 @@ class Cursor:
     overlap: timedelta = timedelta(hours=1)
     """Re-read window before the watermark: late-visible rows and clock skew."""
 
-    open_while: tuple[str, str] | None = None
-    """(filter, value): rows in this state can still change (a pending ledger entry). Each run
-    re-lists the older ones by that filter, and re-reads by timestamp those that left it."""
+    open_while: InState | None = None
+    """Rows in this state can still change (a pending ledger entry). Each run re-lists the older
+    ones by that filter, and re-reads by timestamp those that left it. One value: Orb's filter
+    takes one."""
 
-    ignore_while: tuple[str, tuple[str, ...]] | None = None
-    """(field, values): rows in these states never move the watermark (a draft's invoice_date is
-    a scheduled date, possibly in the future)."""
+    ignore_while: InState | None = None
+    """Rows in these states never move the watermark (a draft's invoice_date is a scheduled
+    date, possibly in the future)."""
+
+    def __post_init__(self) -> None:
+        if self.open_while is not None and len(self.open_while.values) != 1:
+            raise ValueError(f"cursor {self.field}: open_while filters on exactly one value")
 
 
 @dataclass(frozen=True)
@@ -97,12 +114,87 @@ class Activity:
 
     path: str
     cursor: Cursor
-    open: tuple[str, tuple[str, ...]]
+    open: InState
     retrieve_path: str
 
 
 @dataclass(frozen=True)
+class ChildTable:
+    """An array of each object split out into a table of its own (an invoice's line items)."""
+
+    field: str
+    table: str
+    link: str
+    """The column of the child table that holds its parent's id."""
+
+
+@dataclass(frozen=True)
+class Refetch:
+    """Objects re-read because a newer object points at them (a credit note on an old invoice):
+    the newer objects' listing and the field that holds the id."""
+
+    path: str
+    id_field: str
+
+
+@dataclass(frozen=True)
+class ListedForNew:
+    """Closed objects of parents created since the last run, listed by `param` (a subscription
+    started in the past comes with past invoices, possibly paid already)."""
+
+    parent_path: str
+    param: str
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """What a sync strategy (`strategies.READERS`) needs of a catalog entry, and what it
+    promises the rest of the code."""
+
+    required: frozenset[str] = frozenset()
+    """Endpoint fields it cannot do without."""
+    optional: frozenset[str] = frozenset()
+    """Endpoint fields it reads when set; any other of `STRATEGY_FIELDS` is refused."""
+    emits_once: bool = False
+    """Each object reaches the load at most once per run, so the merge can skip its
+    deduplication pass over the staged rows."""
+    records: str = ""
+    """The listing it records for the deletion sweep (`sweep.py`)."""
+
+
+STRATEGY_FIELDS = frozenset(
+    {"cursor", "open_set", "refetch", "backdated", "listed_for_new", "activity"}
+)
+"""Endpoint fields that only some strategies read: set where no strategy reads them, they would
+be ignored, silently."""
+
+STRATEGIES: Mapping[tuple[Scope, Sync], Strategy] = {
+    (Scope.ACCOUNT, Sync.REFRESH): Strategy(records="complete, every run"),
+    (Scope.ACCOUNT, Sync.WATERMARK): Strategy(
+        required=frozenset({"cursor"}), records="complete, on full runs without a start date"
+    ),
+    (Scope.ACCOUNT, Sync.LIFECYCLE): Strategy(
+        required=frozenset({"cursor", "open_set"}),
+        optional=frozenset({"refetch", "backdated", "listed_for_new"}),
+        emits_once=True,
+        records="the open set by status on runs from a date; complete on full runs",
+    ),
+    (Scope.CUSTOMER, Sync.REFRESH): Strategy(records="complete, every run"),
+    (Scope.CUSTOMER, Sync.WATERMARK): Strategy(
+        required=frozenset({"cursor"}), records="complete, on full runs without a start date"
+    ),
+    (Scope.CUSTOMER, Sync.ON_ACTIVITY): Strategy(
+        required=frozenset({"activity"}),
+        records="the customers listed again; complete on a pass over every customer",
+    ),
+}
+"""Every (scope, sync) a strategy implements."""
+
+
+@dataclass(frozen=True)
 class Endpoint:
+    """One Orb list endpoint and the table(s) it fills: all the code needs to know about it."""
+
     table: str
     path: str
     sync: Sync
@@ -113,21 +205,41 @@ class Endpoint:
     links: Mapping[str, str] = field(default_factory=dict)
     """Embedded Orb object -> id column that replaces it (`customer` -> `customer_id`)."""
 
-    refetch_from: tuple[str, str] | None = None
-    """(list path, id field): objects re-read because a newer object points at them."""
-
+    refetch: Refetch | None = None
     backdated: Backdated | None = None
-
-    listed_for_new: tuple[str, str] | None = None
-    """(parent list path, filter): closed objects of parents created since the last run,
-    listed by that filter (a subscription started in the past comes with past invoices,
-    possibly paid already)."""
-
-    child_table: tuple[str, str, str] | None = None
-    """(array field, table, link column): an array split out into a table of its own."""
-
+    listed_for_new: ListedForNew | None = None
+    child_table: ChildTable | None = None
     activity: Activity | None = None
     """What `Sync.ON_ACTIVITY` asks before re-reading a customer's list."""
+
+    arrow: bool = False
+    """A high-volume table, built as Arrow tables (`arrow.py`) when the source's `arrow` is on."""
+
+    def __post_init__(self) -> None:
+        strategy = STRATEGIES.get((self.scope, self.sync))
+        if strategy is None:
+            raise ValueError(
+                f"catalog entry {self.table}: no strategy reads {self.scope} {self.sync}"
+            )
+        given = {name for name in STRATEGY_FIELDS if getattr(self, name) is not None}
+        if missing := strategy.required - given:
+            raise ValueError(f"catalog entry {self.table}: {self.sync} needs {sorted(missing)}")
+        if unread := given - strategy.required - strategy.optional:
+            raise ValueError(
+                f"catalog entry {self.table}: the {self.scope} {self.sync} strategy"
+                f" does not read {sorted(unread)}"
+            )
+        if self.cursor and self.cursor.open_while and self.scope is not Scope.CUSTOMER:
+            raise ValueError(f"catalog entry {self.table}: open_while is read per customer only")
+
+    @property
+    def strategy(self) -> Strategy:
+        return STRATEGIES[(self.scope, self.sync)]
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The table and the one split out of its objects, if any."""
+        return (self.table, self.child_table.table) if self.child_table else (self.table,)
 
 
 CATALOG: tuple[Endpoint, ...] = (
@@ -152,15 +264,16 @@ CATALOG: tuple[Endpoint, ...] = (
         "/invoices",
         Sync.LIFECYCLE,
         params={"status[]": ALL_INVOICE_STATUSES},
-        cursor=Cursor("invoice_date", "invoice_date", ignore_while=("status", ("draft",))),
+        cursor=Cursor("invoice_date", "invoice_date", ignore_while=InState("status", ("draft",))),
         open_set=OpenSet(
             "status", ("draft", "issued"), ("paid", "synced", "void"), "status[]", "/invoices/{id}"
         ),
         links={"customer": "customer_id", "subscription": "subscription_id"},
-        refetch_from=("/credit_notes", "invoice_id"),
+        refetch=Refetch("/credit_notes", "invoice_id"),
         backdated=Backdated(timedelta(days=35), {"is_recurring": False}),
-        listed_for_new=("/subscriptions", "subscription_id"),
-        child_table=("line_items", "invoice_line_items", "invoice_id"),
+        listed_for_new=ListedForNew("/subscriptions", "subscription_id"),
+        child_table=ChildTable("line_items", "invoice_line_items", "invoice_id"),
+        arrow=True,
     ),
     Endpoint(
         "credit_notes",
@@ -187,8 +300,9 @@ CATALOG: tuple[Endpoint, ...] = (
         "/customers/{customer_id}/credits/ledger",
         Sync.WATERMARK,
         scope=Scope.CUSTOMER,
-        cursor=Cursor("created_at", "created_at", open_while=("entry_status", "pending")),
+        cursor=Cursor("created_at", "created_at", open_while=InState("entry_status", ("pending",))),
         links={"customer": "customer_id"},
+        arrow=True,
     ),
     Endpoint(
         "credit_blocks",
@@ -199,7 +313,7 @@ CATALOG: tuple[Endpoint, ...] = (
         activity=Activity(
             "/customers/{customer_id}/credits/ledger",
             Cursor("created_at", "created_at"),
-            open=("status", ("pending_payment",)),
+            open=InState("status", ("pending_payment",)),
             retrieve_path="/credit_blocks/{id}",
         ),
     ),
@@ -222,11 +336,13 @@ CATALOG: tuple[Endpoint, ...] = (
 ENDPOINTS: Mapping[str, Endpoint] = {endpoint.table: endpoint for endpoint in CATALOG}
 
 CHILD_TABLES: Mapping[str, tuple[str, str]] = {
-    endpoint.child_table[1]: (endpoint.table, endpoint.child_table[2])
+    endpoint.child_table.table: (endpoint.table, endpoint.child_table.link)
     for endpoint in CATALOG
     if endpoint.child_table
 }
 """Tables split out of another endpoint's objects -> (the table they come from, link column)."""
+
+TABLES: tuple[str, ...] = tuple(table for endpoint in CATALOG for table in endpoint.tables)
 
 
 def read_together(tables: Iterable[str]) -> list[str]:
@@ -235,25 +351,17 @@ def read_together(tables: Iterable[str]) -> list[str]:
     They share one listing and its cursor: loading one without the other would move the
     cursor past rows the other never received.
     """
-    families = [
-        {endpoint.table, *(endpoint.child_table[1:2] if endpoint.child_table else ())}
-        for endpoint in CATALOG
-    ]
     chosen = set(tables)
+    families = [set(endpoint.tables) for endpoint in CATALOG]
     return [table for table in TABLES if any(table in f and f & chosen for f in families)]
 
 
-TABLES: tuple[str, ...] = tuple(
-    table
-    for endpoint in CATALOG
-    for table in (endpoint.table, *(endpoint.child_table[1:2] if endpoint.child_table else ()))
-)
-
 EMITTED_ONCE: frozenset[str] = frozenset(
-    table
-    for endpoint in CATALOG
-    if endpoint.sync is Sync.LIFECYCLE
-    for table in (endpoint.table, *(endpoint.child_table[1:2] if endpoint.child_table else ()))
+    table for endpoint in CATALOG if endpoint.strategy.emits_once for table in endpoint.tables
 )
-"""Tables whose objects reach the load at most once per run (a lifecycle read drops an object
-it already emitted), so the merge can skip its deduplication pass over the staged rows."""
+"""Tables whose objects reach the load at most once per run (`Strategy.emits_once`)."""
+
+ARROW_TABLES: frozenset[str] = frozenset(
+    table for endpoint in CATALOG if endpoint.arrow for table in endpoint.tables
+)
+"""The high-volume tables, built as Arrow tables when the source's `arrow` is on."""

@@ -288,7 +288,7 @@ def _list_api(
 
 
 def _child(endpoint: Endpoint) -> str | None:
-    return endpoint.child_table[1] if endpoint.child_table else None
+    return endpoint.child_table.table if endpoint.child_table else None
 
 
 def _read(ctx: SyncContext, endpoint: Endpoint) -> dict[str, dict[str, Row]]:
@@ -297,13 +297,13 @@ def _read(ctx: SyncContext, endpoint: Endpoint) -> dict[str, dict[str, Row]]:
     rows: dict[str, dict[str, Row]] = {endpoint.table: {}}
     child = endpoint.child_table
     if child:
-        rows[child[1]] = {}
+        rows[child.table] = {}
     for customer_id, page in endpoint_pages(ctx, endpoint, {}):
         shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
         rows[endpoint.table].update(_compared(endpoint.table, shaped))
         if child:
-            children = split_children(shaped, child[0], child[2], ctx.started_at)
-            rows[child[1]].update(_compared(child[1], children))
+            children = split_children(shaped, child.field, child.link, ctx.started_at)
+            rows[child.table].update(_compared(child.table, children))
     return rows
 
 

@@ -15,8 +15,8 @@ from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
 from .arrow import Held, arrow_items, quiet_declared_hints
-from .catalog import CATALOG, EMITTED_ONCE, TABLES, Endpoint, Scope, Sync
-from .client import DEFAULT_BASE_URL, OrbClient, Page, RateLimits, RequestStats, counted_for
+from .catalog import ARROW_TABLES, CATALOG, EMITTED_ONCE, TABLES, Endpoint
+from .client import DEFAULT_BASE_URL, OrbClient, RateLimits, RequestStats, counted_for
 from .lakehouse import MERGING_FORMATS, open_table_format, propagate_load_id
 from .precision import Fitting, fit_rows, objects_at
 from .schema import (
@@ -27,29 +27,13 @@ from .schema import (
     unknown_kinds,
     write_disposition,
 )
-from .strategies import (
-    State,
-    SyncContext,
-    read_lifecycle,
-    read_per_customer,
-    read_refresh,
-    read_watermark,
-)
+from .strategies import READERS, Listed, State, SyncContext
 from .transform import Row, split_children, to_rows, without_field
 
 logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 1_000
 """Pages are handed to dlt in batches: its per-item overhead is about 20 ms for Arrow data."""
-
-ARROW_TABLES = frozenset({"invoices", "invoice_line_items", "credit_ledger_entries"})
-"""The high-volume tables, built as Arrow tables when `arrow` is on."""
-
-READERS: dict[Sync, Callable[[SyncContext, Endpoint, State], Iterator[Page]]] = {
-    Sync.REFRESH: read_refresh,
-    Sync.WATERMARK: read_watermark,
-    Sync.LIFECYCLE: read_lifecycle,
-}
 
 
 @dataclass(frozen=True)
@@ -197,7 +181,7 @@ def endpoint_resources(ctx: SyncContext, endpoint: Endpoint, output: Output) -> 
         rows = table_rows(ctx, endpoint, output)
         hints = output.hints(endpoint.table)
         return [dlt.resource(rows, name=endpoint.table, parallelized=True, **hints)]
-    array_field, child, link = endpoint.child_table
+    child = endpoint.child_table
     page_rows = table_rows(ctx, endpoint, Output())
 
     def pages() -> Iterator[Any]:
@@ -206,10 +190,13 @@ def endpoint_resources(ctx: SyncContext, endpoint: Endpoint, output: Output) -> 
 
     reader = dlt.resource(pages, name=f"{endpoint.table}_pages", selected=False, parallelized=True)
     parent = transformed(
-        endpoint.table, lambda rows: without_field(rows, array_field), reader, output
+        endpoint.table, lambda rows: without_field(rows, child.field), reader, output
     )
     children = transformed(
-        child, lambda rows: split_children(rows, array_field, link, ctx.started_at), reader, output
+        child.table,
+        lambda rows: split_children(rows, child.field, child.link, ctx.started_at),
+        reader,
+        output,
     )
     return [parent, children]
 
@@ -251,7 +238,7 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
             _fit_numbers(endpoint, shaped, fitting)
             read += len(shaped)
             if endpoint.child_table:
-                children += sum(len(row.get(endpoint.child_table[0]) or ()) for row in shaped)
+                children += sum(len(row.get(endpoint.child_table.field) or ()) for row in shaped)
             batch.extend(shaped)
             if len(batch) >= BATCH_ROWS:
                 yield from held.add(output.emit(endpoint.table, batch))
@@ -259,7 +246,7 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
         yield from held.add(output.emit(endpoint.table, batch))
         yield from held.flush()
         fitting.report()
-        also = f" (and {children:,} {endpoint.child_table[1]})" if endpoint.child_table else ""
+        also = f" (and {children:,} {endpoint.child_table.table})" if endpoint.child_table else ""
         logger.info(
             "%s: %s rows read%s, %s requests, %.1f s",
             endpoint.table,
@@ -283,7 +270,7 @@ def listing_state(endpoint: Endpoint) -> State:
     state = dlt.current.resource_state(endpoint.table)
     if endpoint.child_table is None:
         return state
-    mark = dlt.current.resource_state(endpoint.child_table[1])
+    mark = dlt.current.resource_state(endpoint.child_table.table)
     if mark.get("listing_state_of") != endpoint.table:
         state.clear()
         mark["listing_state_of"] = endpoint.table
@@ -292,24 +279,18 @@ def listing_state(endpoint: Endpoint) -> State:
     return state
 
 
-def endpoint_pages(
-    ctx: SyncContext, endpoint: Endpoint, state: State
-) -> Iterator[tuple[str | None, Page]]:
+def endpoint_pages(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
     """The endpoint's pages by its strategy, with the customer each was listed for (None
     for account-wide listings)."""
-    if endpoint.scope is Scope.CUSTOMER:
-        yield from read_per_customer(ctx, endpoint, state)
-    else:
-        for page in READERS[endpoint.sync](ctx, endpoint, state):
-            yield None, page
+    return READERS[(endpoint.scope, endpoint.sync)](ctx, endpoint, state)
 
 
 def _fit_numbers(endpoint: Endpoint, rows: list[Row], fitting: Fitting) -> None:
     """The precision policy, applied once for both paths, to the table and its child table."""
     fit_rows(endpoint.table, rows, fitting)
     if endpoint.child_table is not None:
-        array_field, child, _ = endpoint.child_table
-        fit_rows(child, objects_at(rows, (array_field,)), fitting)
+        child = endpoint.child_table
+        fit_rows(child.table, objects_at(rows, (child.field,)), fitting)
 
 
 def _warn_drift(table: str, rows: list[Row], reported: set[str]) -> None:

@@ -1,19 +1,19 @@
 """How each kind of endpoint follows Orb, which has no `updated_at` and no "changed since" filter.
 
-Three sync strategies, chosen per endpoint in the catalog:
+`READERS` holds one reader per (scope, sync) the catalog declares (`catalog.STRATEGIES`):
 
-- `read_refresh`: the complete listing, every run. Cheap for catalogs and per-customer lists
-  without cursors, and the basis of deletion detection.
-- `read_watermark`: append-only data, from the last cursor minus an overlap window. Per-customer
-  endpoints keep one cursor per customer (one shared cursor loses rows).
+- `read_refresh`: the complete listing, every run. Cheap for catalogs, and the basis of
+  deletion detection.
+- `read_watermark`: append-only data, from the last cursor minus an overlap window.
 - `read_lifecycle`: new objects by watermark, closed objects created with a past date
   (backdated one-offs, invoices of a subscription started in the past), a re-read of the open
   set (drafts, issued, active...), and a fetch by id of every object that left the open set or
   that a newer object points at (a credit note on an old paid invoice).
-- `read_per_customer`: the fan-out over customers for per-customer endpoints, with one
-  watermark per customer, re-reads of rows still open (pending ledger entries), and for
-  `Sync.ON_ACTIVITY` only the customers whose activity feed moved, plus open objects by id
-  (`_ActivityCheck`).
+- Per customer, `fan_out` reads each customer's list concurrently for
+  `read_customers_refresh` (every list, every run), `read_customers_watermark` (one cursor per
+  customer: one shared cursor loses rows; rows still open, such as pending ledger entries,
+  re-read until they close) and `read_customers_on_activity` (only the customers whose
+  activity feed moved, plus open objects by id: `_ActivityCheck`).
 
 Generators record what they listed completely in source state (`listings`). State is
 committed only with the data of a successful extract, and the deletion sweep (`sweep.py`)
@@ -29,17 +29,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import dlt
 
 from .account import record_account
-from .catalog import CUSTOMERS, Activity, Cursor, Endpoint, OpenSet
+from .catalog import CUSTOMERS, Activity, Cursor, Endpoint, OpenSet, Scope, Sync
 from .client import (
     PAGE_SIZE,
     OrbClient,
     OrbNotFound,
     Page,
+    Params,
     ServerClock,
     in_context,
     rate_class,
@@ -48,6 +49,7 @@ from .client import (
 logger = logging.getLogger(__name__)
 
 State = dict[str, Any]
+T = TypeVar("T")
 
 
 def parse_time(value: str) -> datetime:
@@ -150,7 +152,7 @@ class Watermark:
         ignore = self.cursor.ignore_while
         for obj in page:
             value = obj.get(self.cursor.field)
-            if not isinstance(value, str) or (ignore and obj.get(ignore[0]) in ignore[1]):
+            if not isinstance(value, str) or (ignore and ignore.holds(obj)):
                 continue
             stamp = parse_time(value)
             if self._newest is None or stamp > self._newest:
@@ -164,6 +166,21 @@ class Watermark:
         if reached is None or (self.previous and parse_time(self.previous) > reached):
             return self.previous
         return reached.isoformat()
+
+
+Listed = Iterator[tuple[str | None, Page]]
+"""A strategy's pages, each with the customer it was listed for (None: account-wide)."""
+Reader = Callable[["SyncContext", Endpoint, State], Listed]
+
+
+def account_wide(read: Callable[[SyncContext, Endpoint, State], Iterator[Page]]) -> Reader:
+    """An account-wide reader's pages, listed for no customer."""
+
+    def listed(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
+        for page in read(ctx, endpoint, state):
+            yield None, page
+
+    return listed
 
 
 def read_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator[Page]:
@@ -249,17 +266,17 @@ def _created_closed(
         yield from ctx.client.paginate(
             endpoint.path, {**closed, **endpoint.backdated.params, param: since.isoformat()}
         )
-    if endpoint.listed_for_new:
-        parent_path, parent_param = endpoint.listed_for_new
+    if listed_for := endpoint.listed_for_new:
         since = parse_time(watermark.previous) - watermark.cursor.overlap
+        new_parents = {"created_at[gte]": since.isoformat()}
         parents = [
             obj["id"]
-            for page in ctx.client.paginate(parent_path, {"created_at[gte]": since.isoformat()})
+            for page in ctx.client.paginate(listed_for.parent_path, new_parents)
             for obj in page
         ]
 
         def objects_of(parent_id: str) -> Page:
-            params = {**closed, parent_param: parent_id}
+            params = {**closed, listed_for.param: parent_id}
             return [obj for page in ctx.client.paginate(endpoint.path, params) for obj in page]
 
         for page in bounded_map(ctx.pool(rate_class(endpoint.path)), objects_of, parents):
@@ -267,70 +284,110 @@ def _created_closed(
                 yield page
 
 
-def read_per_customer(
-    ctx: SyncContext, endpoint: Endpoint, state: State
-) -> Iterator[tuple[str, Page]]:
-    """Fan out over the customers; watermark endpoints keep one cursor per customer."""
-    full = ctx.is_full(state)
-    cursors: dict[str, str] = state.setdefault("cursors", {})
-    open_rows: dict[str, dict[str, str]] = state.setdefault("open_rows", {})
-    activity = _ActivityCheck(ctx, endpoint.activity, state, full) if endpoint.activity else None
+def fan_out(
+    ctx: SyncContext,
+    endpoint: Endpoint,
+    customers: Iterable[str],
+    read_one: Callable[[str, str, Params], T],
+) -> Iterator[tuple[str, T | None]]:
+    """Each customer's list read by `read_one(customer_id, path, params)`, concurrently, in
+    completion order; None for a customer deleted during the run (its rows are then marked
+    deleted)."""
 
-    def read_one(customer_id: str) -> tuple[str, Page, str | None]:
+    def read(customer_id: str) -> tuple[str, T | None]:
         path = endpoint.path.format(customer_id=customer_id)
         params = {
             k: v.format(customer_id=customer_id) if isinstance(v, str) else v
             for k, v in endpoint.params.items()
         }
-        watermark = (
-            _watermark(ctx, endpoint, None if full else cursors.get(customer_id))
-            if endpoint.cursor
-            else None
-        )
-        if watermark:
-            params |= watermark.params(ctx.start_date)
-        rows: Page = []
         try:
-            for page in ctx.client.paginate(path, params):
-                if watermark:
-                    watermark.observe(page)
-                rows.extend(page)
-            if watermark and not full:
-                since = watermark.since(ctx.start_date)
-                rows += _reread_open(
-                    ctx, path, watermark.cursor, open_rows.get(customer_id), rows, since
-                )
+            return customer_id, read_one(customer_id, path, params)
         except OrbNotFound:
             logger.warning(
                 "customer %s disappeared during the run; its %s are marked deleted",
                 customer_id,
                 endpoint.table,
             )
-            return customer_id, [], None
-        return customer_id, rows, watermark.value if watermark else None
+            return customer_id, None
 
-    def drain(customers: Iterable[str]) -> Iterator[tuple[str, Page]]:
-        for customer_id, rows, cursor in bounded_map(
-            ctx.pool(rate_class(endpoint.path)), read_one, customers
-        ):
-            if cursor:
-                cursors[customer_id] = cursor
-            if endpoint.cursor and endpoint.cursor.open_while:
-                _remember_open(open_rows, customer_id, rows, endpoint.cursor)
-            if activity:
-                activity.listed(customer_id, rows)
+    yield from bounded_map(ctx.pool(rate_class(endpoint.path)), read, customers)
+
+
+def read_customers_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
+    """Every customer's complete list, every run."""
+    for customer_id, rows in fan_out(ctx, endpoint, ctx.customer_ids(), _all_rows(ctx)):
+        if rows:
+            yield customer_id, rows
+    ctx.record_listing(endpoint.table)
+
+
+def read_customers_watermark(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
+    """Append-only per-customer lists, with one cursor per customer (one shared cursor loses
+    rows), and rows still open (pending ledger entries) re-read until they close."""
+    full = ctx.is_full(state)
+    cursor = _required(endpoint.cursor, endpoint)
+    cursors: dict[str, str] = state.setdefault("cursors", {})
+    open_rows: dict[str, dict[str, str]] = state.setdefault("open_rows", {})
+
+    def read_one(customer_id: str, path: str, params: Params) -> tuple[Page, str | None]:
+        watermark = _watermark(ctx, endpoint, None if full else cursors.get(customer_id))
+        rows: Page = []
+        for page in ctx.client.paginate(path, {**params, **watermark.params(ctx.start_date)}):
+            watermark.observe(page)
+            rows.extend(page)
+        if not full:
+            since = watermark.since(ctx.start_date)
+            rows += _reread_open(ctx, path, cursor, open_rows.get(customer_id), rows, since)
+        return rows, watermark.value
+
+    for customer_id, read in fan_out(ctx, endpoint, ctx.customer_ids(), read_one):
+        rows, value = read or ([], None)
+        if value:
+            cursors[customer_id] = value
+        if cursor.open_while:
+            _remember_open(open_rows, customer_id, rows, cursor)
+        if rows:
+            yield customer_id, rows
+    _finish_full(ctx, endpoint, state, full)
+
+
+def read_customers_on_activity(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
+    """The lists of the customers whose activity feed moved since the last run, and their
+    open objects by id (`_ActivityCheck`); every customer on a full pass."""
+    activity = _ActivityCheck(
+        ctx, _required(endpoint.activity, endpoint), state, ctx.is_full(state)
+    )
+
+    def relisted(customers: Iterable[str]) -> Listed:
+        for customer_id, rows in fan_out(ctx, endpoint, customers, _all_rows(ctx)):
+            activity.listed(customer_id, rows or [])
             if rows:
                 yield customer_id, rows
 
-    yield from drain(activity.customers() if activity else ctx.customer_ids())
-    if activity:
-        yield from activity.reread_open()
-        yield from drain(activity.vanished)
-        activity.finish(endpoint.table)
-    elif endpoint.cursor is None:
-        ctx.record_listing(endpoint.table)
-    else:
-        _finish_full(ctx, endpoint, state, full)
+    yield from relisted(activity.customers())
+    yield from activity.reread_open()
+    yield from relisted(activity.vanished)
+    activity.finish(endpoint.table)
+
+
+def _all_rows(ctx: SyncContext) -> Callable[[str, str, Params], Page]:
+    """A reader of a customer's complete list."""
+
+    def read_one(customer_id: str, path: str, params: Params) -> Page:
+        return [row for page in ctx.client.paginate(path, params) for row in page]
+
+    return read_one
+
+
+READERS: Mapping[tuple[Scope, Sync], Reader] = {
+    (Scope.ACCOUNT, Sync.REFRESH): account_wide(read_refresh),
+    (Scope.ACCOUNT, Sync.WATERMARK): account_wide(read_watermark),
+    (Scope.ACCOUNT, Sync.LIFECYCLE): account_wide(read_lifecycle),
+    (Scope.CUSTOMER, Sync.REFRESH): read_customers_refresh,
+    (Scope.CUSTOMER, Sync.WATERMARK): read_customers_watermark,
+    (Scope.CUSTOMER, Sync.ON_ACTIVITY): read_customers_on_activity,
+}
+"""The reader of each strategy the catalog declares (`catalog.STRATEGIES`)."""
 
 
 def fetch_by_id(ctx: SyncContext, path_template: str, ids: list[str]) -> Iterator[Page]:
@@ -395,11 +452,10 @@ def _reread_open(
     older = {row_id: stamp for row_id, stamp in known.items() if row_id not in fresh_ids}
     if not older:
         return []
-    field_name, value = cursor.open_while
     still_open = {
         f"{cursor.param}[gte]": min(older.values(), key=parse_time),
         f"{cursor.param}[lt]": since.isoformat(),
-        field_name: value,
+        cursor.open_while.field: cursor.open_while.values[0],
     }
     rows = [
         row for page in ctx.client.paginate(path, still_open) for row in page if row["id"] in older
@@ -421,11 +477,11 @@ def _remember_open(
     open_rows: dict[str, dict[str, str]], customer_id: str, rows: Page, cursor: Cursor
 ) -> None:
     """Ids and cursors of the customer's rows still open, for the next run's `_reread_open`."""
-    field_name, value = cursor.open_while or ("", "")
+    open_while = cursor.open_while
     still = {
         row["id"]: row[cursor.field]
         for row in rows
-        if row.get(field_name) == value and isinstance(row.get(cursor.field), str)
+        if open_while and open_while.holds(row) and isinstance(row.get(cursor.field), str)
     }
     if still:
         open_rows[customer_id] = still
@@ -496,8 +552,7 @@ class _ActivityCheck:
                 yield customer_id, rows
 
     def _remember(self, customer_id: str, rows: Page) -> None:
-        field_name, statuses = self.activity.open
-        open_ids = [row["id"] for row in rows if row.get(field_name) in statuses]
+        open_ids = [row["id"] for row in rows if self.activity.open.holds(row)]
         if open_ids:
             self.open_ids[customer_id] = open_ids
         else:
@@ -542,9 +597,9 @@ def _pointed_at(ctx: SyncContext, endpoint: Endpoint, state: State) -> set[str]:
 
     A full run calls it only to move the cursor, which must come from Orb's own timestamps.
     """
-    if endpoint.refetch_from is None:
+    if endpoint.refetch is None:
         return set()
-    path, id_field = endpoint.refetch_from
+    path, id_field = endpoint.refetch.path, endpoint.refetch.id_field
     created = Cursor("created_at", "created_at")
     watermark = Watermark(created, state.get("refetch_cursor"), ctx.started_at, ctx.client.clock)
     ids: set[str] = set()
@@ -570,7 +625,8 @@ def _finish_full(ctx: SyncContext, endpoint: Endpoint, state: State, full: bool)
         ctx.record_listing(endpoint.table)
 
 
-def _required(value: Any, endpoint: Endpoint) -> Any:
+def _required(value: T | None, endpoint: Endpoint) -> T:
+    """A field the catalog guarantees for the endpoint's strategy (`Endpoint.__post_init__`)."""
     if value is None:
         raise ValueError(f"catalog entry {endpoint.table} lacks what its sync strategy needs")
     return value

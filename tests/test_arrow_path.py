@@ -27,12 +27,11 @@ from orb_source.arrow import (
     _to_arrow,
     arrow_items,
 )
-from orb_source.catalog import ALL_INVOICE_STATUSES
+from orb_source.catalog import ALL_INVOICE_STATUSES, ARROW_TABLES
 from orb_source.client import OrbClient
 from orb_source.precision import Fitting, fit_rows
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
-from orb_source.source import ARROW_TABLES
 from orb_source.transform import split_children, to_rows, without_field
 from tests.warehouse import assert_mirror, query
 

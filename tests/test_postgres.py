@@ -9,10 +9,10 @@ from typing import Any
 import dlt
 import pytest
 
+from orb_source.catalog import ARROW_TABLES
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from orb_source.schema import MONEY
-from orb_source.source import ARROW_TABLES
 from orb_source.sweep import apply_rules
 from tests.warehouse import assert_mirror, fetch_table, query
 

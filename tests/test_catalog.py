@@ -1,0 +1,89 @@
+"""The catalog refuses entries no strategy implements, and every declared strategy has a reader."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from orb_source.catalog import (
+    ARROW_TABLES,
+    CATALOG,
+    EMITTED_ONCE,
+    STRATEGIES,
+    Activity,
+    Cursor,
+    Endpoint,
+    InState,
+    OpenSet,
+    Refetch,
+    Scope,
+    Sync,
+)
+from orb_source.strategies import READERS
+
+CREATED = Cursor("created_at", "created_at")
+OPEN_SET = OpenSet("status", ("active",), ("ended",), "status[]", "/things/{id}")
+ACTIVITY = Activity("/feed", CREATED, InState("status", ("open",)), "/things/{id}")
+
+
+def test_every_declared_strategy_has_a_reader_and_every_reader_a_declaration() -> None:
+    assert set(READERS) == set(STRATEGIES)
+    assert {(endpoint.scope, endpoint.sync) for endpoint in CATALOG} <= set(READERS)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"sync": Sync.REFRESH, "cursor": CREATED}, "does not read ['cursor']"),
+        ({"sync": Sync.WATERMARK}, "watermark needs ['cursor']"),
+        ({"sync": Sync.LIFECYCLE, "cursor": CREATED}, "lifecycle needs ['open_set']"),
+        (
+            {"sync": Sync.WATERMARK, "cursor": CREATED, "refetch": Refetch("/x", "thing_id")},
+            "does not read ['refetch']",
+        ),
+        ({"sync": Sync.ON_ACTIVITY, "activity": ACTIVITY}, "no strategy reads account"),
+        (
+            {
+                "sync": Sync.LIFECYCLE,
+                "scope": Scope.CUSTOMER,
+                "cursor": CREATED,
+                "open_set": OPEN_SET,
+            },
+            "no strategy reads customer lifecycle",
+        ),
+        (
+            {
+                "sync": Sync.WATERMARK,
+                "scope": Scope.CUSTOMER,
+                "cursor": CREATED,
+                "activity": ACTIVITY,
+            },
+            "does not read ['activity']",
+        ),
+        (
+            {
+                "sync": Sync.WATERMARK,
+                "cursor": Cursor("created_at", "created_at", open_while=InState("s", ("open",))),
+            },
+            "open_while is read per customer only",
+        ),
+    ],
+)
+def test_an_entry_no_strategy_implements_is_refused_by_name(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match="catalog entry things") as raised:
+        Endpoint("things", "/things", **fields)
+    assert message in str(raised.value)
+
+
+def test_open_while_filters_on_one_value() -> None:
+    with pytest.raises(ValueError, match="exactly one value"):
+        Cursor("created_at", "created_at", timedelta(hours=1), InState("s", ("a", "b")))
+
+
+def test_what_the_catalog_derives_from_its_entries() -> None:
+    assert {"subscriptions", "invoices", "invoice_line_items"} == EMITTED_ONCE
+    assert {"invoices", "invoice_line_items", "credit_ledger_entries"} == ARROW_TABLES
