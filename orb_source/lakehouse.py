@@ -19,7 +19,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -35,7 +36,7 @@ from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnName, TTableFormat
 from dlt.common.schema.utils import get_inherited_table_hint
 
-from .catalog import TABLES
+from .state import Listing
 
 logger = logging.getLogger(__name__)
 
@@ -116,26 +117,13 @@ def read_open_table(pipeline: dlt.Pipeline, table: str, columns: list[str]) -> p
         return _OpenTables(client, pipeline.default_schema).read(table, columns)
 
 
-def sweep_open_tables(pipeline: dlt.Pipeline, listings: Mapping[str, Any]) -> dict[str, int]:
-    """`sweep.sweep_deletions` for Delta and Iceberg tables: the same rules, in the same order,
-    and the rows it marked deleted per table. Plain Parquet tables are not swept."""
-    from .sweep import CHILD_TABLES, CUSTOMER_CHILDREN, _with_child_listings
-
-    schema = pipeline.default_schema
+@contextmanager
+def open_tables(pipeline: dlt.Pipeline) -> Iterator[_OpenTables]:
+    """The pipeline's Delta and Iceberg tables, with the deletion rules (`sweep.Rules`) for
+    them: the same rules as on a SQL destination, computed with Arrow. Plain Parquet tables are
+    not swept."""
     with pipeline.destination_client() as client:
-        tables = _OpenTables(client, schema)
-        for table, entry in _with_child_listings(listings).items():
-            for listing in entry.values():
-                _mark_unlisted(tables, table, listing)
-        for child, (parent, link) in CHILD_TABLES.items():
-            _mark_dropped_children(tables, child, parent, link)
-        for table in CUSTOMER_CHILDREN:
-            _follow_parent(tables, table, "customers", "customer_id")
-        for child, (parent, link) in CHILD_TABLES.items():
-            _follow_parent(tables, child, parent, link)
-        for table, root in _child_tables(schema):
-            _drop_replaced_children(tables, table, root)
-    return {table: tables.marked.get(table, 0) for table in TABLES}
+        yield _OpenTables(client, pipeline.default_schema)
 
 
 def evolve_iceberg_tables(pipeline: dlt.Pipeline) -> None:
@@ -230,6 +218,63 @@ class _OpenTables:
             return
         handle.delete(delete_filter=_iceberg_keys(keys))
 
+    def mark_unlisted(self, table: str, listing: Listing) -> None:
+        """Rows not read by a listing that would have read them."""
+        at = datetime.fromisoformat(listing["at"])
+        column = listing.get("column")
+        if column is not None and not listing["values"]:
+            return
+        rows = self.read(table, [KEY, "deleted_at", "synced_at", *([column] if column else [])])
+        if rows is None:
+            return
+        synced_at = rows["synced_at"]
+        unlisted = pc.and_(
+            pc.is_null(rows["deleted_at"]), pc.less(synced_at, pa.scalar(at, synced_at.type))
+        )
+        if column is not None:
+            unlisted = pc.and_(unlisted, pc.is_in(rows[column], pa.array(listing["values"])))
+        gone = rows.filter(unlisted).select([KEY])
+        deleted_at = pa.array([at] * gone.num_rows, rows.schema.field("deleted_at").type)
+        self.set_deleted_at(table, gone.append_column("deleted_at", deleted_at))
+
+    def mark_dropped_children(self, child: str, parent: str, link: str) -> None:
+        """Line items missing from the latest read of their invoice (a recomputed draft)."""
+        children = _live(self.read(child, [KEY, link, "synced_at", "deleted_at"]))
+        parents = self.read(parent, ["id", "synced_at"])
+        if children is None or parents is None:
+            return
+        joined = children.join(
+            parents.rename_columns(["id", "parent_synced_at"]), link, "id", join_type="inner"
+        )
+        dropped = joined.filter(pc.greater(joined["parent_synced_at"], joined["synced_at"]))
+        self.set_deleted_at(child, _changes(dropped, "parent_synced_at"))
+
+    def follow_parent(self, child: str, parent: str, link: str) -> None:
+        """Children of a deleted parent are deleted with it."""
+        children = _live(self.read(child, [KEY, link, "deleted_at"]))
+        parents = self.read(parent, ["id", "deleted_at"])
+        if children is None or parents is None:
+            return
+        deleted = parents.filter(pc.is_valid(parents["deleted_at"]))
+        joined = children.join(
+            deleted.rename_columns(["id", "parent_deleted_at"]), link, "id", join_type="inner"
+        )
+        self.set_deleted_at(child, _changes(joined, "parent_deleted_at"))
+
+    def drop_replaced_children(self, table: str, root: str) -> None:
+        """Array elements a re-read parent no longer has: written by an older load than the root."""
+        children = self.read(table, [KEY, "_dlt_root_id", "_dlt_load_id"])
+        roots = self.read(root, [KEY, "_dlt_load_id"])
+        if children is None or roots is None:
+            return
+        joined = children.join(
+            roots.rename_columns(["_dlt_root_id", "root_load_id"]),
+            "_dlt_root_id",
+            join_type="inner",
+        )
+        older = joined.filter(pc.less(joined["_dlt_load_id"], joined["root_load_id"]))
+        self.delete(table, older[KEY])
+
     def _handle(self, table: str) -> Any:
         if table not in self.formats:
             return None
@@ -247,75 +292,6 @@ def _iceberg_keys(keys: pa.Array | pa.ChunkedArray) -> Any:
 
     # pyiceberg's expressions are pydantic models, whose generated signature mypy reads
     return In(KEY, keys.to_pylist())  # type: ignore[call-arg, arg-type]
-
-
-def _mark_unlisted(tables: _OpenTables, table: str, listing: Mapping[str, Any]) -> None:
-    """Rows not read by a listing that would have read them."""
-    at = datetime.fromisoformat(listing["at"])
-    column = listing.get("column")
-    if column is not None and not listing["values"]:
-        return
-    rows = tables.read(table, [KEY, "deleted_at", "synced_at", *([column] if column else [])])
-    if rows is None:
-        return
-    synced_at = rows["synced_at"]
-    unlisted = pc.and_(
-        pc.is_null(rows["deleted_at"]), pc.less(synced_at, pa.scalar(at, synced_at.type))
-    )
-    if column is not None:
-        unlisted = pc.and_(unlisted, pc.is_in(rows[column], pa.array(listing["values"])))
-    gone = rows.filter(unlisted).select([KEY])
-    deleted_at = pa.array([at] * gone.num_rows, rows.schema.field("deleted_at").type)
-    tables.set_deleted_at(table, gone.append_column("deleted_at", deleted_at))
-
-
-def _mark_dropped_children(tables: _OpenTables, child: str, parent: str, link: str) -> None:
-    """Line items missing from the latest read of their invoice (a recomputed draft)."""
-    children = _live(tables.read(child, [KEY, link, "synced_at", "deleted_at"]))
-    parents = tables.read(parent, ["id", "synced_at"])
-    if children is None or parents is None:
-        return
-    joined = children.join(
-        parents.rename_columns(["id", "parent_synced_at"]), link, "id", join_type="inner"
-    )
-    dropped = joined.filter(pc.greater(joined["parent_synced_at"], joined["synced_at"]))
-    tables.set_deleted_at(child, _changes(dropped, "parent_synced_at"))
-
-
-def _follow_parent(tables: _OpenTables, child: str, parent: str, link: str) -> None:
-    """Children of a deleted parent are deleted with it."""
-    children = _live(tables.read(child, [KEY, link, "deleted_at"]))
-    parents = tables.read(parent, ["id", "deleted_at"])
-    if children is None or parents is None:
-        return
-    deleted = parents.filter(pc.is_valid(parents["deleted_at"]))
-    joined = children.join(
-        deleted.rename_columns(["id", "parent_deleted_at"]), link, "id", join_type="inner"
-    )
-    tables.set_deleted_at(child, _changes(joined, "parent_deleted_at"))
-
-
-def _child_tables(schema: Schema) -> list[tuple[str, str]]:
-    """Every child table whose rows carry their load: dlt's nested tables and the Arrow path's
-    child tables (`arrow.py`), with the root table each belongs to."""
-    return [
-        (name, name.split("__")[0])
-        for name, table in schema.tables.items()
-        if "__" in name and {"_dlt_root_id", "_dlt_load_id"} <= set(table.get("columns", {}))
-    ]
-
-
-def _drop_replaced_children(tables: _OpenTables, table: str, root: str) -> None:
-    """Array elements a re-read parent no longer has: written by an older load than the root."""
-    children = tables.read(table, [KEY, "_dlt_root_id", "_dlt_load_id"])
-    roots = tables.read(root, [KEY, "_dlt_load_id"])
-    if children is None or roots is None:
-        return
-    joined = children.join(
-        roots.rename_columns(["_dlt_root_id", "root_load_id"]), "_dlt_root_id", join_type="inner"
-    )
-    older = joined.filter(pc.less(joined["_dlt_load_id"], joined["root_load_id"]))
-    tables.delete(table, older[KEY])
 
 
 def _live(rows: pa.Table | None) -> pa.Table | None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import dlt
 from dlt.common.typing import TSecretStrValue
@@ -27,7 +27,8 @@ from .schema import (
     unknown_kinds,
     write_disposition,
 )
-from .strategies import READERS, Listed, State, SyncContext
+from .state import ListingState
+from .strategies import READERS, Listed, SyncContext
 from .transform import Row, split_children, to_rows, without_field
 
 logger = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
     def rows() -> Iterator[Any]:
         started, read, children = time.monotonic(), 0, 0
         batch: list[Row] = []
+        ctx.bind(dlt.current.source_state())
         fitting = Fitting()
         held = Held()
         pages = endpoint_pages(ctx, endpoint, listing_state(endpoint))
@@ -259,7 +261,7 @@ def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable
     return rows
 
 
-def listing_state(endpoint: Endpoint) -> State:
+def listing_state(endpoint: Endpoint) -> ListingState:
     """The state of an endpoint's listing (cursors, open sets), held by its table's resource.
 
     dlt's `pipeline drop <table>` resets the state of the resource that fills the table, and
@@ -269,17 +271,17 @@ def listing_state(endpoint: Endpoint) -> State:
     """
     state = dlt.current.resource_state(endpoint.table)
     if endpoint.child_table is None:
-        return state
-    mark = dlt.current.resource_state(endpoint.child_table.table)
+        return cast(ListingState, state)
+    mark = cast(ListingState, dlt.current.resource_state(endpoint.child_table.table))
     if mark.get("listing_state_of") != endpoint.table:
         state.clear()
         mark["listing_state_of"] = endpoint.table
     # Earlier versions held it on a hidden page resource, which dlt's drop never reset.
     dlt.current.source_state().get("resources", {}).pop(f"{endpoint.table}_pages", None)
-    return state
+    return cast(ListingState, state)
 
 
-def endpoint_pages(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
+def endpoint_pages(ctx: SyncContext, endpoint: Endpoint, state: ListingState) -> Listed:
     """The endpoint's pages by its strategy, with the customer each was listed for (None
     for account-wide listings)."""
     return READERS[(endpoint.scope, endpoint.sync)](ctx, endpoint, state)

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import dlt
-
 from .account import record_account
 from .catalog import CUSTOMERS, Activity, Cursor, Endpoint, OpenSet, Scope, Sync
 from .client import (
@@ -45,10 +43,11 @@ from .client import (
     in_context,
     rate_class,
 )
+from .state import ListingState, listings_of, record_listing
 
 logger = logging.getLogger(__name__)
 
-State = dict[str, Any]
+State = ListingState
 T = TypeVar("T")
 
 
@@ -68,8 +67,9 @@ class SyncContext:
     max_concurrency: int = 32
     schema_changes: set[str] = field(default_factory=set)
     state: dict[str, Any] | None = None
-    """Where complete listings and the account are noted: the source state of the dlt run when
-    None; a dict of its own for a listing read outside a pipeline (`reconcile`)."""
+    """The source state complete listings and the account are noted in: bound by the source's
+    resources (`bind`), or a dict of its own for a listing read outside a pipeline
+    (`reconcile`)."""
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
     _customer_pages: list[Page] | None = field(default=None, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -109,12 +109,18 @@ class SyncContext:
 
     def record_listing(self, table: str, where: Mapping[str, Any] | None = None) -> None:
         """Note that `table` was listed completely (or completely within `where`) this run."""
-        entry = self.source_state().setdefault("listings", {}).setdefault(table, {})
-        key = "complete" if where is None else "partial"
-        entry[key] = {"at": self.started_at.isoformat(), **(where or {})}
+        record_listing(listings_of(self.source_state()), table, self.started_at, where)
+
+    def bind(self, source_state: dict[str, Any]) -> None:
+        """Record into this run's source state, which dlt hands out only during extract."""
+        with self._pools_lock:
+            if self.state is None:
+                self.state = source_state
 
     def source_state(self) -> dict[str, Any]:
-        return dlt.current.source_state() if self.state is None else self.state
+        if self.state is None:
+            raise RuntimeError("no source state to record in: bind one before reading")
+        return self.state
 
     def close(self) -> None:
         for pool in self._pools.values():

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable
 from contextlib import nullcontext
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import dlt
 import pyarrow.csv as pa_csv
@@ -30,7 +30,8 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase, WithSqlClient
 
 from .catalog import CATALOG, CHILD_TABLES, TABLES, Scope
-from .lakehouse import is_filesystem, sweep_open_tables
+from .lakehouse import is_filesystem, open_tables
+from .state import Listing, Listings, pipeline_listings
 
 logger = logging.getLogger(__name__)
 
@@ -42,33 +43,82 @@ CUSTOMER_CHILDREN: tuple[str, ...] = tuple(
 """Tables whose rows follow their customer when it is deleted."""
 
 
+class Rules(Protocol):
+    """One kind of destination's statements for the deletion rules (`apply`)."""
+
+    def mark_unlisted(self, table: str, listing: Listing) -> None:
+        """Rows not read by a listing that would have read them."""
+
+    def mark_dropped_children(self, child: str, parent: str, link: str) -> None:
+        """Rows split out of an object (line items) missing from its latest read."""
+
+    def follow_parent(self, child: str, parent: str, link: str) -> None:
+        """Rows of a deleted parent are deleted with it."""
+
+    def drop_replaced_children(self, table: str, root: str) -> None:
+        """Array elements a re-read root no longer has, as dlt's merge drops nested rows."""
+
+
+def apply(rules: Rules, listings: Listings, pruned: Iterable[tuple[str, str]]) -> None:
+    """Every rule, in the order they build on each other: rows gone from their listings first,
+    then rows of the parents marked so; `pruned` are the child tables (and their roots) whose
+    replaced elements no load removes."""
+    for table, entry in with_child_listings(listings).items():
+        for listing in entry.values():
+            rules.mark_unlisted(table, cast(Listing, listing))
+    for child, (parent, link) in CHILD_TABLES.items():
+        rules.mark_dropped_children(child, parent, link)
+    for table in CUSTOMER_CHILDREN:
+        rules.follow_parent(table, "customers", "customer_id")
+    for child, (parent, link) in CHILD_TABLES.items():
+        rules.follow_parent(child, parent, link)
+    for table, root in pruned:
+        rules.drop_replaced_children(table, root)
+
+
 def sweep_deletions(pipeline: dlt.Pipeline) -> dict[str, int]:
     """Apply every deletion rule to the pipeline's destination; the rows it marked deleted,
     per table (rows marked by an earlier sweep are not counted again)."""
-    listings = pipeline.state.get("sources", {}).get("orb", {}).get("listings", {})
+    listings = pipeline_listings(pipeline.state)
+    schema = pipeline.default_schema
     if is_filesystem(pipeline):
-        return sweep_open_tables(pipeline, listings)
+        # dlt's nested tables of Delta and Iceberg tables are upserted by their own key too
+        with open_tables(pipeline) as tables:
+            apply(tables, listings, child_tables(schema, nested=True))
+            return {table: tables.marked.get(table, 0) for table in TABLES}
     with pipeline.sql_client() as sql:
         before = _deleted_rows(sql)
-        apply_rules(sql, listings, pipeline.default_schema)
+        apply_rules(sql, listings, schema)
         after = _deleted_rows(sql)
     return {table: after[table] - before[table] for table in TABLES}
 
 
-def apply_rules(sql: SqlClientBase[Any], listings: Mapping[str, Any], schema: Schema) -> None:
-    """Each rule is one set-based statement (joins, `EXISTS`), never a subquery per row: on
-    PostgreSQL a correlated subquery per child row scanned the parent table once per row."""
-    for table, entry in _with_child_listings(listings).items():
-        for listing in entry.values():
-            _mark_unlisted(sql, table, listing)
-    for child, (parent, link) in CHILD_TABLES.items():
-        _mark_dropped_children(sql, child, parent, link)
-    for table in CUSTOMER_CHILDREN:
-        _follow_parent(sql, table, "customers", "customer_id")
-    for child, (parent, link) in CHILD_TABLES.items():
-        _follow_parent(sql, child, parent, link)
-    for table, root in _standalone_children(schema):
-        _drop_replaced_children(sql, table, root, schema.loads_table_name)
+def apply_rules(sql: SqlClientBase[Any], listings: Listings, schema: Schema) -> None:
+    """The rules on a SQL destination; dlt's merge prunes its nested tables there itself."""
+    apply(SqlRules(sql, schema.loads_table_name), listings, child_tables(schema, nested=False))
+
+
+def child_tables(schema: Schema, nested: bool) -> list[tuple[str, str]]:
+    """Child tables whose rows carry their load, with their root table: those loaded from
+    Arrow data (`arrow.py`), which dlt registers as tables of their own, and with `nested`
+    dlt's nested tables too."""
+    return [
+        (name, name.split("__")[0])
+        for name, table in schema.tables.items()
+        if "__" in name
+        and (nested or "parent" not in table)
+        and {"_dlt_root_id", "_dlt_load_id"} <= set(table.get("columns", {}))
+    ]
+
+
+def with_child_listings(listings: Listings) -> Listings:
+    """A complete listing of invoices is also a complete listing of their line items."""
+    extended = dict(listings)
+    for child, (parent, _) in CHILD_TABLES.items():
+        complete = listings.get(parent, {}).get("complete")
+        if complete:
+            extended[child] = {"complete": complete}
+    return extended
 
 
 def _deleted_rows(sql: SqlClientBase[Any]) -> dict[str, int]:
@@ -194,82 +244,68 @@ def _keep_one_of_each(sql: SqlClientBase[Any], table: str) -> None:
     sql.execute_sql(f"DROP TABLE {copy}")
 
 
-def _with_child_listings(listings: Mapping[str, Any]) -> dict[str, Any]:
-    """A complete listing of invoices is also a complete listing of their line items."""
-    extended = dict(listings)
-    for child, (parent, _) in CHILD_TABLES.items():
-        complete = listings.get(parent, {}).get("complete")
-        if complete:
-            extended[child] = {"complete": complete}
-    return extended
+class SqlRules:
+    """The rules as set-based statements (joins, `EXISTS`), never a subquery per row: on
+    PostgreSQL a correlated subquery per child row scanned the parent table once per row."""
 
+    def __init__(self, sql: SqlClientBase[Any], loads: str) -> None:
+        self.sql = sql
+        self.loads = loads
 
-def _mark_unlisted(sql: SqlClientBase[Any], table: str, listing: Mapping[str, Any]) -> None:
-    """Rows not read by a listing that would have read them."""
-    at = datetime.fromisoformat(listing["at"])
-    condition, args = "", []
-    if "column" in listing:
-        if not listing["values"]:
-            return
-        placeholders = ", ".join(["%s"] * len(listing["values"]))
-        condition = f" AND {sql.escape_column_name(listing['column'])} IN ({placeholders})"
-        args = list(listing["values"])
-    _execute(
-        sql,
-        f"UPDATE {sql.make_qualified_table_name(table)} SET deleted_at = %s"
-        f" WHERE deleted_at IS NULL AND synced_at < %s{condition}",
-        at,
-        at,
-        *args,
-    )
+    def mark_unlisted(self, table: str, listing: Listing) -> None:
+        """Rows not read by a listing that would have read them."""
+        at = datetime.fromisoformat(listing["at"])
+        condition, args = "", []
+        if "column" in listing:
+            if not listing["values"]:
+                return
+            placeholders = ", ".join(["%s"] * len(listing["values"]))
+            condition = f" AND {self.sql.escape_column_name(listing['column'])} IN ({placeholders})"
+            args = list(listing["values"])
+        _execute(
+            self.sql,
+            f"UPDATE {self.sql.make_qualified_table_name(table)} SET deleted_at = %s"
+            f" WHERE deleted_at IS NULL AND synced_at < %s{condition}",
+            at,
+            at,
+            *args,
+        )
 
+    def mark_dropped_children(self, child: str, parent: str, link: str) -> None:
+        """Line items missing from the latest read of their invoice (a recomputed draft). Rows as
+        new as the newest parent are skipped before the join: after a first load that is all."""
+        parents = self.sql.make_qualified_table_name(parent)
+        _execute(
+            self.sql,
+            f"UPDATE {self.sql.make_qualified_table_name(child)} AS c SET deleted_at = p.synced_at"
+            f" FROM {parents} AS p"
+            f" WHERE p.id = c.{link} AND c.deleted_at IS NULL AND p.synced_at > c.synced_at"
+            f" AND c.synced_at < (SELECT max(synced_at) FROM {parents})",
+        )
 
-def _mark_dropped_children(sql: SqlClientBase[Any], child: str, parent: str, link: str) -> None:
-    """Line items missing from the latest read of their invoice (a recomputed draft). Rows as
-    new as the newest parent are skipped before the join: after a first load that is all."""
-    parents = sql.make_qualified_table_name(parent)
-    _execute(
-        sql,
-        f"UPDATE {sql.make_qualified_table_name(child)} AS c SET deleted_at = p.synced_at"
-        f" FROM {parents} AS p"
-        f" WHERE p.id = c.{link} AND c.deleted_at IS NULL AND p.synced_at > c.synced_at"
-        f" AND c.synced_at < (SELECT max(synced_at) FROM {parents})",
-    )
+    def follow_parent(self, child: str, parent: str, link: str) -> None:
+        """Children of a deleted parent are deleted with it; nothing is joined while no parent
+        is."""
+        parents = self.sql.make_qualified_table_name(parent)
+        _execute(
+            self.sql,
+            f"UPDATE {self.sql.make_qualified_table_name(child)} AS c SET deleted_at = p.deleted_at"
+            f" FROM {parents} AS p"
+            f" WHERE p.id = c.{link} AND c.deleted_at IS NULL AND p.deleted_at IS NOT NULL"
+            f" AND EXISTS (SELECT 1 FROM {parents} WHERE deleted_at IS NOT NULL)",
+        )
 
-
-def _follow_parent(sql: SqlClientBase[Any], child: str, parent: str, link: str) -> None:
-    """Children of a deleted parent are deleted with it; nothing is joined while no parent is."""
-    parents = sql.make_qualified_table_name(parent)
-    _execute(
-        sql,
-        f"UPDATE {sql.make_qualified_table_name(child)} AS c SET deleted_at = p.deleted_at"
-        f" FROM {parents} AS p"
-        f" WHERE p.id = c.{link} AND c.deleted_at IS NULL AND p.deleted_at IS NOT NULL"
-        f" AND EXISTS (SELECT 1 FROM {parents} WHERE deleted_at IS NOT NULL)",
-    )
-
-
-def _standalone_children(schema: Schema) -> list[tuple[str, str]]:
-    """Child tables loaded from Arrow data (`arrow.py`): dlt does not prune them itself."""
-    return [
-        (name, name.split("__")[0])
-        for name, table in schema.tables.items()
-        if "__" in name
-        and "parent" not in table
-        and {"_dlt_root_id", "_dlt_load_id"} <= set(table.get("columns", {}))
-    ]
-
-
-def _drop_replaced_children(sql: SqlClientBase[Any], table: str, root: str, loads: str) -> None:
-    """Array elements a re-read parent no longer has, as dlt's merge drops nested rows. Rows of
-    the newest load cannot be older than their root, so only older ones are joined."""
-    _execute(
-        sql,
-        f"DELETE FROM {sql.make_qualified_table_name(table)} AS c"
-        f" WHERE c._dlt_load_id < (SELECT max(load_id) FROM {sql.make_qualified_table_name(loads)})"
-        f" AND EXISTS (SELECT 1 FROM {sql.make_qualified_table_name(root)} AS r"
-        " WHERE r._dlt_id = c._dlt_root_id AND r._dlt_load_id > c._dlt_load_id)",
-    )
+    def drop_replaced_children(self, table: str, root: str) -> None:
+        """Array elements a re-read parent no longer has, as dlt's merge drops nested rows. Rows of
+        the newest load cannot be older than their root, so only older ones are joined."""
+        loads = self.sql.make_qualified_table_name(self.loads)
+        _execute(
+            self.sql,
+            f"DELETE FROM {self.sql.make_qualified_table_name(table)} AS c"
+            f" WHERE c._dlt_load_id < (SELECT max(load_id) FROM {loads})"
+            f" AND EXISTS (SELECT 1 FROM {self.sql.make_qualified_table_name(root)} AS r"
+            " WHERE r._dlt_id = c._dlt_root_id AND r._dlt_load_id > c._dlt_load_id)",
+        )
 
 
 def _execute(sql: SqlClientBase[Any], statement: str, *args: Any) -> None:
