@@ -75,6 +75,7 @@ CHILD = {
 }
 LINE_ITEM_TAXES = "invoice_line_items__tax_amounts"
 PRICE_IDS = "invoices__discounts__applies_to_price_ids"
+SUB_LINE_ITEMS = "invoice_line_items__sub_line_items"
 """Child tables of Arrow data (dlt registers them without a parent), one and two levels deep."""
 
 
@@ -550,10 +551,12 @@ def test_arrow_child_rows_a_reread_parent_no_longer_has_are_removed(
 ) -> None:
     """Child tables of Arrow data are merged on their root key, which keeps the elements a
     re-read parent no longer has: rows older than their root row are removed, at any depth.
-    dlt's own nested tables (they have a parent) are left to dlt's merge."""
+    dlt's own nested tables (they have a parent) are left to dlt's merge, and so is a child
+    table without load ids, where nothing tells an old row from a current one."""
     standalone = {
         LINE_ITEM_TAXES: {**CHILD, "_dlt_load_id": "text", "amount": "text"},
         PRICE_IDS: {**CHILD, "_dlt_load_id": "text", "value": "text"},
+        SUB_LINE_ITEMS: CHILD,
     }
     nested = {
         "subscriptions__price_intervals": ("subscriptions", {**CHILD, "_dlt_load_id": "text"})
@@ -588,6 +591,14 @@ def test_arrow_child_rows_a_reread_parent_no_longer_has_are_removed(
         child_row("in_1.discounts0.applies_to_price_ids0", "in_1", LOAD2, "in_1.discounts0"),
         child_row("in_1.discounts0.applies_to_price_ids1", "in_1", LOAD1, "in_1.discounts0"),
         child_row("in_2.discounts0.applies_to_price_ids0", "in_2", LOAD1, "in_2.discounts0"),
+    )
+    insert(
+        sql,
+        SUB_LINE_ITEMS,
+        *(
+            {k: v for k, v in child_row(key, "li_reread", LOAD1).items() if k != "_dlt_load_id"}
+            for key in ("li_reread.sub_line_items0", "li_reread.sub_line_items1")
+        ),
     )
     insert(sql, "subscriptions", row("sub_1", RUN2, load_id=LOAD2, customer_id="cus_1"))
     insert(
@@ -654,3 +665,13 @@ def test_row_keys_of_job_files(tmp_path: Path) -> None:
     assert row_keys(str(parquet), "parquet") == keys
     assert row_keys(str(csv), "csv") == keys
     assert row_keys(str(compressed), "csv") == keys
+
+
+def test_row_keys_of_a_csv_file_larger_than_one_read_block(tmp_path: Path) -> None:
+    """Arrow reads a CSV file in blocks of 1 MiB: a block boundary inside a multi-line value
+    must not split the value into rows of their own."""
+    keys = [f"in_{n}" for n in range(3000)]
+    csv = tmp_path / "invoices.csv"
+    pa_csv.write_csv(pa.table({"memo": ["line\n" * 200] * len(keys), "_dlt_id": keys}), csv)
+    assert csv.stat().st_size > 2 * 2**20
+    assert row_keys(str(csv), "csv") == keys
