@@ -28,6 +28,8 @@ from dlt.destinations import duckdb as duckdb_destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
+from orb_source.client import OrbClient
+from orb_source.strategies import SyncContext
 from orb_source.sweep import apply_rules, row_keys
 
 RUN1 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
@@ -232,11 +234,25 @@ def sweep(sql: DuckDbSqlClient, listings: Mapping[str, Any], schema: Schema) -> 
 
 
 def complete(at: datetime) -> dict[str, Any]:
+    """A table's entry in `listings` for a complete listing started at `at`."""
     return {"complete": {"at": at.isoformat()}}
 
 
 def partial(at: datetime, column: str, values: list[str]) -> dict[str, Any]:
+    """A table's entry in `listings` for a listing complete within `column IN values`."""
     return {"partial": {"at": at.isoformat(), "column": column, "values": values}}
+
+
+def test_listings_here_are_what_the_strategies_record() -> None:
+    state: dict[str, Any] = {}
+    with OrbClient("test-key") as client:
+        context = SyncContext(client=client, started_at=RUN2, state=state)
+        context.record_listing("customers")
+        context.record_listing("invoices", {"column": "status", "values": ["draft", "issued"]})
+    assert state["listings"] == {
+        "customers": complete(RUN2),
+        "invoices": partial(RUN2, "status", ["draft", "issued"]),
+    }
 
 
 @pytest.fixture
@@ -550,7 +566,8 @@ def test_arrow_child_rows_a_reread_parent_no_longer_has_are_removed(
     sql: DuckDbSqlClient,
 ) -> None:
     """Child tables of Arrow data are merged on their root key, which keeps the elements a
-    re-read parent no longer has: rows older than their root row are removed, at any depth.
+    re-read parent no longer has (all of them when its array is now empty): rows older than
+    their root row are removed, at any depth.
     dlt's own nested tables (they have a parent) are left to dlt's merge, and so is a child
     table without load ids, where nothing tells an old row from a current one."""
     standalone = {
@@ -568,6 +585,7 @@ def test_arrow_child_rows_a_reread_parent_no_longer_has_are_removed(
         sql,
         "invoice_line_items",
         row("li_reread", RUN2, load_id=LOAD2, invoice_id="in_1"),
+        row("li_emptied", RUN2, load_id=LOAD2, invoice_id="in_1"),
         row("li_not_reread", RUN1, invoice_id="in_2"),
     )
     insert(
@@ -576,6 +594,8 @@ def test_arrow_child_rows_a_reread_parent_no_longer_has_are_removed(
         child_row("li_reread.tax_amounts0", "li_reread", LOAD2),
         child_row("li_reread.tax_amounts1", "li_reread", LOAD1),
         child_row("li_reread.tax_amounts2", "li_reread", LOAD1),
+        child_row("li_emptied.tax_amounts0", "li_emptied", LOAD1),
+        child_row("li_emptied.tax_amounts1", "li_emptied", LOAD1),
         child_row("li_not_reread.tax_amounts0", "li_not_reread", LOAD1),
         child_row("li_not_reread.tax_amounts1", "li_not_reread", LOAD1),
     )
@@ -609,7 +629,12 @@ def test_arrow_child_rows_a_reread_parent_no_longer_has_are_removed(
     )
     swept = sweep(sql, {}, schema)
     assert swept.removed == {
-        LINE_ITEM_TAXES: {"li_reread.tax_amounts1", "li_reread.tax_amounts2"},
+        LINE_ITEM_TAXES: {
+            "li_reread.tax_amounts1",
+            "li_reread.tax_amounts2",
+            "li_emptied.tax_amounts0",
+            "li_emptied.tax_amounts1",
+        },
         PRICE_IDS: {"in_1.discounts0.applies_to_price_ids1"},
     }
     assert swept.marked == {}
