@@ -1,5 +1,5 @@
 """Each deletion-sweep rule applied on its own to a real DuckDB database, through dlt's SQL
-client and a schema built here: no pipeline run, no HTTP, a few milliseconds per test.
+client and a schema built here: no pipeline run, no HTTP, well under a second per test.
 
 Rows are written as the loads would have left them (`synced_at` is the start of the run that
 last read the row, `deleted_at` NULL while live, cleared by the merge when an object comes
@@ -36,7 +36,7 @@ RUN1 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 RUN2 = RUN1 + timedelta(days=1)
 RUN3 = RUN2 + timedelta(days=1)
 LOAD1, LOAD2, LOAD3 = "1772344800.101", "1772431200.202", "1772517600.303"
-"""dlt load ids of three runs (seconds since the epoch, as dlt makes them)."""
+"""dlt load ids of the three runs (their start in seconds since the epoch, as dlt makes them)."""
 
 CAPABILITIES = duckdb_destination().capabilities()
 
@@ -75,10 +75,12 @@ CHILD = {
     "_dlt_root_id": "text",
     "_dlt_list_idx": "bigint",
 }
+"""Columns dlt gives a row of a child table."""
 LINE_ITEM_TAXES = "invoice_line_items__tax_amounts"
 PRICE_IDS = "invoices__discounts__applies_to_price_ids"
-SUB_LINE_ITEMS = "invoice_line_items__sub_line_items"
 """Child tables of Arrow data (dlt registers them without a parent), one and two levels deep."""
+SUB_LINE_ITEMS = "invoice_line_items__sub_line_items"
+"""A child table without parent whose rows carry no `_dlt_load_id`."""
 
 
 def table_columns(columns: Mapping[str, str]) -> list[TColumnSchema]:
@@ -244,6 +246,7 @@ def partial(at: datetime, column: str, values: list[str]) -> dict[str, Any]:
 
 
 def test_listings_here_are_what_the_strategies_record() -> None:
+    """The listings these tests sweep with are the ones a run records in source state."""
     state: dict[str, Any] = {}
     with OrbClient("test-key") as client:
         context = SyncContext(client=client, started_at=RUN2, state=state)
