@@ -614,18 +614,10 @@ def _hints(root: str, table: str, first_load: bool, table_format: str | None) ->
     tables there (`lakehouse.py`)."""
     disposition = write_disposition(root, first_load, table_format)
     open_format = open_table_format(table_format)
-    if table == root:
+    if table == root or open_format:
         return dlt.mark.make_hints(
             table_name=table,
-            primary_key="id",
-            write_disposition=disposition,
-            columns=_declared(root, root),
-            table_format=open_format,
-        )
-    if open_format:
-        return dlt.mark.make_hints(
-            table_name=table,
-            primary_key="_dlt_id",
+            primary_key="id" if table == root else "_dlt_id",
             write_disposition=disposition,
             columns=_declared(root, table),
             table_format=open_format,
