@@ -35,12 +35,12 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns
+from dlt.common.schema.typing import TTableSchemaColumns
 from dlt.extract.items import DataItemWithMeta
 
-from .lakehouse import open_table_format
+from .catalog import SHAPES
+from .hints import arrow_columns, arrow_hints, max_table_nesting, nested_shape
 from .precision import PRECISION, SCALE, objects_at
-from .schema import SHAPES, Shape, max_table_nesting, table_columns, write_disposition
 
 # pyarrow imports pandas, when it is installed, the first time it converts Python objects. Done
 # in an extract thread, that import races dlt's checks for DataFrames in the other threads,
@@ -59,22 +59,6 @@ ARROW_TYPES: Mapping[str, pa.DataType] = {
     "bigint": pa.int64(),
     "bool": pa.bool_(),
 }
-ROW_KEY: TColumnSchema = {
-    "name": "_dlt_id",
-    "data_type": "text",
-    "nullable": False,
-    "unique": True,
-    "row_key": True,
-}
-"""Declared as dlt declares it on the tables it normalizes: warehouses that index unique
-columns (PostgreSQL) then index it, which the sweep's and dlt's merge joins need."""
-LINK_COLUMNS: TTableSchemaColumns = {
-    "_dlt_parent_id": {"name": "_dlt_parent_id", "data_type": "text", "nullable": False},
-    "_dlt_root_id": {"name": "_dlt_root_id", "data_type": "text", "nullable": False},
-    "_dlt_list_idx": {"name": "_dlt_list_idx", "data_type": "bigint", "nullable": False},
-    "_dlt_id": ROW_KEY,
-}
-
 Row = dict[str, Any]
 
 
@@ -104,12 +88,12 @@ def arrow_items(
         tables = _Columnar(table).tables(rows)
     except _Misfit:
         tables = {
-            name: _to_arrow(flat, _declared(table, name))
+            name: _to_arrow(flat, arrow_columns(table, name))
             for name, flat in _Flattener(table).flatten(rows).items()
             if flat
         }
     return [
-        dlt.mark.with_hints(arrow_table, _hints(table, name, first_load, table_format), True)
+        dlt.mark.with_hints(arrow_table, arrow_hints(table, name, first_load, table_format), True)
         for name, arrow_table in tables.items()
     ]
 
@@ -194,7 +178,7 @@ class _Columnar:
     ) -> None:
         columns = dict(links)
         self._into(columns, array, "", table, depth, links["_dlt_id"], root)
-        self.tables_by_name[table] = _typed(columns, _declared(self.root, table))
+        self.tables_by_name[table] = _typed(columns, arrow_columns(self.root, table))
 
     def _into(
         self,
@@ -245,7 +229,7 @@ class _Columnar:
             raise _Misfit
         else:
             self.tables_by_name[table] = _typed(
-                {**links, "value": items}, _declared(self.root, table)
+                {**links, "value": items}, arrow_columns(self.root, table)
             )
 
 
@@ -578,16 +562,6 @@ def _is_timestamp(value: str) -> bool:
     return True
 
 
-def _shape(root: str, table: str) -> Shape | None:
-    if table == root:
-        return SHAPES[root]
-    path = tuple(table.removeprefix(f"{root}__").split("__"))
-    for nested_path, shape in SHAPES[root].nested.items():
-        if "__".join(nested_path) == "__".join(path):
-            return shape
-    return None
-
-
 @cache
 def _nesting(root: str) -> int:
     return max_table_nesting(root)
@@ -595,36 +569,5 @@ def _nesting(root: str) -> int:
 
 @cache
 def _json_columns(root: str, table: str) -> frozenset[str]:
-    shape = _shape(root, table)
+    shape = nested_shape(root, table)
     return frozenset(shape.json) if shape else frozenset()
-
-
-def _declared(root: str, table: str) -> TTableSchemaColumns:
-    if table == root:
-        return {**table_columns(root), "_dlt_id": ROW_KEY}
-    shape = _shape(root, table)
-    return {**(shape.columns() if shape else {}), **LINK_COLUMNS}
-
-
-def _hints(root: str, table: str, first_load: bool, table_format: str | None) -> Any:
-    """Root tables merge on Orb's id; child tables replace all children of a re-read root.
-
-    Delta and Iceberg upsert each table on its own key (a child's `_dlt_id`, stable across
-    runs); children a re-read root no longer has are removed by the sweep, as for dlt's nested
-    tables there (`lakehouse.py`)."""
-    disposition = write_disposition(root, first_load, table_format)
-    open_format = open_table_format(table_format)
-    if table == root or open_format:
-        return dlt.mark.make_hints(
-            table_name=table,
-            primary_key="id" if table == root else "_dlt_id",
-            write_disposition=disposition,
-            columns=_declared(root, table),
-            table_format=open_format,
-        )
-    return dlt.mark.make_hints(
-        table_name=table,
-        merge_key="_dlt_root_id",
-        write_disposition="append" if disposition == "append" else "merge",
-        columns=_declared(root, table),
-    )

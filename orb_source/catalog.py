@@ -6,11 +6,15 @@ Why each table syncs the way it does is explained in the README, "How incrementa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
+
+from . import schema, wire
+from .client import rate_class
+from .schema import Shape
 
 ALL_INVOICE_STATUSES = ["draft", "issued", "paid", "synced", "void"]
 CUSTOMERS = "/customers"
@@ -126,6 +130,17 @@ class ChildTable:
     table: str
     link: str
     """The column of the child table that holds its parent's id."""
+    shape: Shape
+    """Its declared columns and nested tables (`schema.py`)."""
+
+
+@dataclass(frozen=True)
+class Kinds:
+    """A discriminator whose variants shape a table (a price's `model_type`): a value the
+    catalog does not know is loaded, and named in a warning."""
+
+    field: str
+    known: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -198,6 +213,8 @@ class Endpoint:
     table: str
     path: str
     sync: Sync
+    shape: Shape
+    """Its declared columns and nested tables (`schema.py`)."""
     scope: Scope = Scope.ACCOUNT
     params: Mapping[str, str | bool | list[str]] = field(default_factory=dict)
     cursor: Cursor | None = None
@@ -214,6 +231,9 @@ class Endpoint:
 
     arrow: bool = False
     """A high-volume table, built as Arrow tables (`arrow.py`) when the source's `arrow` is on."""
+    decoder: Callable[[bytes], Any] | None = None
+    """A decoder of its list pages of its own (`wire.py`); others go to `wire.decode`."""
+    kinds: Kinds | None = None
 
     def __post_init__(self) -> None:
         strategy = STRATEGIES.get((self.scope, self.sync))
@@ -237,17 +257,29 @@ class Endpoint:
         return STRATEGIES[(self.scope, self.sync)]
 
     @property
+    def rate_class(self) -> str:
+        """The Orb rate class its list requests count against."""
+        return rate_class(self.path)
+
+    @property
+    def shapes(self) -> dict[str, Shape]:
+        """The declared shape of each table it fills."""
+        child = self.child_table
+        return {self.table: self.shape, **({child.table: child.shape} if child else {})}
+
+    @property
     def tables(self) -> tuple[str, ...]:
         """The table and the one split out of its objects, if any."""
         return (self.table, self.child_table.table) if self.child_table else (self.table,)
 
 
 CATALOG: tuple[Endpoint, ...] = (
-    Endpoint("customers", CUSTOMERS, Sync.REFRESH),
+    Endpoint("customers", CUSTOMERS, Sync.REFRESH, schema.CUSTOMERS),
     Endpoint(
         "subscriptions",
         "/subscriptions",
         Sync.LIFECYCLE,
+        schema.SUBSCRIPTIONS,
         cursor=Cursor("created_at", "created_at"),
         open_set=OpenSet(
             "status",
@@ -263,6 +295,7 @@ CATALOG: tuple[Endpoint, ...] = (
         "invoices",
         "/invoices",
         Sync.LIFECYCLE,
+        schema.INVOICES,
         params={"status[]": ALL_INVOICE_STATUSES},
         cursor=Cursor("invoice_date", "invoice_date", ignore_while=InState("status", ("draft",))),
         open_set=OpenSet(
@@ -272,25 +305,36 @@ CATALOG: tuple[Endpoint, ...] = (
         refetch=Refetch("/credit_notes", "invoice_id"),
         backdated=Backdated(timedelta(days=35), {"is_recurring": False}),
         listed_for_new=ListedForNew("/subscriptions", "subscription_id"),
-        child_table=ChildTable("line_items", "invoice_line_items", "invoice_id"),
+        child_table=ChildTable(
+            "line_items", "invoice_line_items", "invoice_id", schema.INVOICE_LINE_ITEMS
+        ),
+        decoder=wire.decode_invoice_page,
         arrow=True,
     ),
     Endpoint(
         "credit_notes",
         "/credit_notes",
         Sync.WATERMARK,
+        schema.CREDIT_NOTES,
         cursor=Cursor("created_at", "created_at", overlap=timedelta(days=35)),
         links={"customer": "customer_id"},
     ),
-    Endpoint("plans", "/plans", Sync.REFRESH),
-    Endpoint("prices", "/prices", Sync.REFRESH),
-    Endpoint("items", "/items", Sync.REFRESH),
-    Endpoint("coupons", "/coupons", Sync.REFRESH, params={"show_archived": True}),
-    Endpoint("billable_metrics", "/metrics", Sync.REFRESH),
+    Endpoint("plans", "/plans", Sync.REFRESH, schema.PLANS),
+    Endpoint(
+        "prices",
+        "/prices",
+        Sync.REFRESH,
+        schema.PRICES,
+        kinds=Kinds("model_type", schema.PRICE_MODEL_TYPES),
+    ),
+    Endpoint("items", "/items", Sync.REFRESH, schema.ITEMS),
+    Endpoint("coupons", "/coupons", Sync.REFRESH, schema.COUPONS, params={"show_archived": True}),
+    Endpoint("billable_metrics", "/metrics", Sync.REFRESH, schema.BILLABLE_METRICS),
     Endpoint(
         "alerts",
         "/alerts",
         Sync.REFRESH,
+        schema.ALERTS,
         scope=Scope.CUSTOMER,
         params={"customer_id": "{customer_id}"},
         links={"customer": "customer_id", "subscription": "subscription_id"},
@@ -299,15 +343,18 @@ CATALOG: tuple[Endpoint, ...] = (
         "credit_ledger_entries",
         "/customers/{customer_id}/credits/ledger",
         Sync.WATERMARK,
+        schema.CREDIT_LEDGER_ENTRIES,
         scope=Scope.CUSTOMER,
         cursor=Cursor("created_at", "created_at", open_while=InState("entry_status", ("pending",))),
         links={"customer": "customer_id"},
         arrow=True,
+        kinds=Kinds("entry_type", schema.LEDGER_ENTRY_TYPES),
     ),
     Endpoint(
         "credit_blocks",
         "/customers/{customer_id}/credits",
         Sync.ON_ACTIVITY,
+        schema.CREDIT_BLOCKS,
         scope=Scope.CUSTOMER,
         params={"include_all_blocks": True},
         activity=Activity(
@@ -321,12 +368,14 @@ CATALOG: tuple[Endpoint, ...] = (
         "top_ups",
         "/customers/{customer_id}/credits/top_ups",
         Sync.REFRESH,
+        schema.TOP_UPS,
         scope=Scope.CUSTOMER,
     ),
     Endpoint(
         "customer_balance_transactions",
         "/customers/{customer_id}/balance_transactions",
         Sync.WATERMARK,
+        schema.CUSTOMER_BALANCE_TRANSACTIONS,
         scope=Scope.CUSTOMER,
         cursor=Cursor("created_at", "operation_time"),
         links={"invoice": "invoice_id", "credit_note": "credit_note_id"},
@@ -341,6 +390,16 @@ CHILD_TABLES: Mapping[str, tuple[str, str]] = {
     if endpoint.child_table
 }
 """Tables split out of another endpoint's objects -> (the table they come from, link column)."""
+
+SHAPES: Mapping[str, Shape] = {
+    table: shape for endpoint in CATALOG for table, shape in endpoint.shapes.items()
+}
+"""The declared shape of every table, from the catalog's entries."""
+
+PAGE_DECODERS: Mapping[str, Callable[[bytes], Any]] = {
+    endpoint.path: endpoint.decoder for endpoint in CATALOG if endpoint.decoder
+}
+"""List paths whose pages have a decoder of their own (`OrbClient(decoders=...)`)."""
 
 TABLES: tuple[str, ...] = tuple(table for endpoint in CATALOG for table in endpoint.tables)
 

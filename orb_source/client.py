@@ -235,9 +235,9 @@ class RequestStats:
         )
 
 
-def _parse_json(content: bytes, path: str) -> Any:
+def _parse_json(content: bytes, path: str, decode: Callable[[bytes], Any]) -> Any:
     try:
-        return wire.PAGE_DECODERS.get(path, wire.decode)(content)
+        return decode(content)
     except msgspec.DecodeError as exc:
         raise OrbMalformedResponse(f"Orb returned malformed JSON on {path}: {exc}") from None
 
@@ -289,7 +289,10 @@ class OrbClient:
         retry_log_level: int = logging.INFO,
         transport: httpx.BaseTransport | None = None,
         stats: RequestStats | None = None,
+        decoders: Mapping[str, Callable[[bytes], Any]] | None = None,
     ) -> None:
+        """`decoders`: list paths whose pages have a decoder of their own
+        (`catalog.PAGE_DECODERS`); every other body goes to `wire.decode`."""
         if not api_key:
             raise OrbAuthError("No Orb API key: set ORB_API_KEY or sources.orb.api_key.")
         limits = rate_limits or RateLimits()
@@ -299,6 +302,7 @@ class OrbClient:
             "credit_balance": TokenBucket(limits.credit_balance),
         }
         self.stats = stats or RequestStats()
+        self.decoders = decoders or {}
         self.clock = ServerClock()
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
@@ -396,7 +400,7 @@ class OrbClient:
         if status < 400:
             bucket.recover()
             self.clock.observe(response.headers.get("date"))
-            return _parse_json(content, path)
+            return _parse_json(content, path, self.decoders.get(path, wire.decode))
         body = _error_body(content)
         if status in (401, 403):
             raise OrbAuthError(_auth_message(status, body))

@@ -226,7 +226,7 @@ def _array_at(obj: Mapping[str, Any], path: list[str]) -> Iterator[Any]:
 
 @cache
 def declared_columns(table: str) -> frozenset[str]:
-    from .schema import table_columns
+    from .hints import table_columns
 
     return frozenset(table_columns(table))
 
@@ -238,7 +238,7 @@ arrays are walked through, so a child table's fields sit under its array's field
 
 @cache
 def decimal_tree(table: str) -> Tree:
-    from .schema import SHAPES
+    from .catalog import SHAPES
 
     shape = SHAPES[table]
     tree: Tree = {}

@@ -29,8 +29,9 @@ from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
-from .catalog import CATALOG, TABLES, Endpoint
+from .catalog import CATALOG, PAGE_DECODERS, TABLES, Endpoint
 from .client import OrbClient, RateLimits
+from .hints import table_columns
 from .runner import (
     DEFAULT_DATASET,
     check_connection,
@@ -39,7 +40,6 @@ from .runner import (
     orb_credentials,
     validate_options,
 )
-from .schema import table_columns
 from .source import endpoint_pages
 from .strategies import SyncContext
 from .transform import Row, split_children, to_rows
@@ -267,6 +267,7 @@ def _list_api(
         max_concurrency=_setting("max_concurrency", 32),
         timeout=_setting("request_timeout", 30.0),
         max_attempts=_setting("max_attempts", 8),
+        decoders=PAGE_DECODERS,
     )
     ctx = SyncContext(
         client=client,

@@ -38,6 +38,7 @@ from .client import (
     RequestStats,
 )
 from .destinations import check_destination, resolve_destination
+from .drift import loaded_columns, schema_changes
 from .failures import ConfigurationError, DeletionsNotMarked, PipelineBusy
 from .lakehouse import (
     TABLE_FORMATS,
@@ -48,7 +49,6 @@ from .lakehouse import (
 )
 from .packages import discarded_when_unloadable
 from .reporting import create_views
-from .schema import loaded_columns, schema_changes
 from .source import orb
 from .summary import captured_warnings, location, render, to_json
 from .sweep import remove_replayed_rows, remove_unrecorded_rows, sweep_deletions
@@ -344,7 +344,7 @@ def sweep_after_load(pipeline: dlt.Pipeline) -> dict[str, int]:
 
 
 def tables_to_create(pipeline: dlt.Pipeline) -> frozenset[str]:
-    """The tables that may be appended on a first load (`schema.write_disposition`) which the
+    """The tables that may be appended on a first load (`hints.write_disposition`) which the
     destination does not hold yet. Asked of the destination itself: a pipeline folder can be
     new while the dataset is not, as with a scheduler that starts each run from scratch."""
     with pipeline.destination_client() as client:

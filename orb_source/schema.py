@@ -8,22 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from decimal import Decimal
-from functools import cache
-from typing import Any
 
-import dlt
-from dlt.common.schema import Schema
 from dlt.common.schema.typing import (
     TColumnSchema,
     TTableSchemaColumns,
-    TWriteDispositionConfig,
 )
-from dlt.extract.hints import TResourceNestedHints
 
-from .catalog import EMITTED_ONCE
-from .lakehouse import MERGING_FORMATS
 from .precision import PRECISION, SCALE
 
 MONEY: TColumnSchema = {
@@ -297,31 +287,32 @@ PRICE = Shape(
 ).merged(money(*PRICE_MONEY))
 """A price, wherever it sits: its own table, a plan's prices, a price interval, a line item."""
 
-SHAPES: Mapping[str, Shape] = {
-    "customers": Shape(
-        decimal=("balance",),
-        timestamp=("created_at",),
-        text=(
-            "external_customer_id",
-            "name",
-            "email",
-            "currency",
-            "timezone",
-            "portal_url",
-            *address_columns("billing_address"),
-            *address_columns("shipping_address"),
-            *tax_id_columns("tax_id"),
-        ),
-        bool=("auto_collection", "auto_issuance", "email_delivery"),
-        json=(
-            "metadata",
-            "hierarchy",
-            "accounting_sync_configuration",
-            "reporting_configuration",
-            "payment_configuration",
-        ),
+CUSTOMERS = Shape(
+    decimal=("balance",),
+    timestamp=("created_at",),
+    text=(
+        "external_customer_id",
+        "name",
+        "email",
+        "currency",
+        "timezone",
+        "portal_url",
+        *address_columns("billing_address"),
+        *address_columns("shipping_address"),
+        *tax_id_columns("tax_id"),
     ),
-    "subscriptions": Shape(
+    bool=("auto_collection", "auto_issuance", "email_delivery"),
+    json=(
+        "metadata",
+        "hierarchy",
+        "accounting_sync_configuration",
+        "reporting_configuration",
+        "payment_configuration",
+    ),
+)
+
+SUBSCRIPTIONS = (
+    Shape(
         decimal=("invoicing_threshold",),
         timestamp=(
             "created_at",
@@ -373,57 +364,61 @@ SHAPES: Mapping[str, Shape] = {
             "maximum_intervals[].maximum_amount",
             "fixed_fee_quantity_schedule[].quantity",
         )
+    )
+)
+
+INVOICES = Shape(
+    decimal=("amount_due", "subtotal", "total", "minimum_amount", "maximum_amount"),
+    timestamp=(
+        "created_at",
+        "invoice_date",
+        "due_date",
+        "issued_at",
+        "paid_at",
+        "voided_at",
+        "payment_received_at",
+        "payment_started_at",
+        "payment_failed_at",
+        "issue_failed_at",
+        "sync_failed_at",
+        "eligible_to_issue_at",
+        "scheduled_issue_at",
+        "auto_collection__next_attempt_at",
+        "auto_collection__previously_attempted_at",
     ),
-    "invoices": Shape(
-        decimal=("amount_due", "subtotal", "total", "minimum_amount", "maximum_amount"),
-        timestamp=(
-            "created_at",
-            "invoice_date",
-            "due_date",
-            "issued_at",
-            "paid_at",
-            "voided_at",
-            "payment_received_at",
-            "payment_started_at",
-            "payment_failed_at",
-            "issue_failed_at",
-            "sync_failed_at",
-            "eligible_to_issue_at",
-            "scheduled_issue_at",
-            "auto_collection__next_attempt_at",
-            "auto_collection__previously_attempted_at",
-        ),
-        text=(
-            "customer_id",
-            "subscription_id",
-            "status",
-            "currency",
-            "invoice_number",
-            "invoice_source",
-            "memo",
-            *address_columns("billing_address"),
-            *address_columns("shipping_address"),
-            *tax_id_columns("customer_tax_id"),
-        ),
-        json=("metadata", "discount"),
-        nested={
-            ("credit_notes",): Shape(decimal=("total",), timestamp=("voided_at",)),
-            ("payment_attempts",): Shape(
-                decimal=("amount",), timestamp=("created_at",), text=("receipt_pdf",)
-            ),
-            ("customer_balance_transactions",): Shape(
-                decimal=("amount", "starting_balance", "ending_balance"),
-                timestamp=("created_at",),
-            ),
-        },
-    ).merged(
-        money(
-            *at("discounts[].", DISCOUNT_MONEY),
-            "minimum.minimum_amount",
-            "maximum.maximum_amount",
-        )
+    text=(
+        "customer_id",
+        "subscription_id",
+        "status",
+        "currency",
+        "invoice_number",
+        "invoice_source",
+        "memo",
+        *address_columns("billing_address"),
+        *address_columns("shipping_address"),
+        *tax_id_columns("customer_tax_id"),
     ),
-    "invoice_line_items": Shape(
+    json=("metadata", "discount"),
+    nested={
+        ("credit_notes",): Shape(decimal=("total",), timestamp=("voided_at",)),
+        ("payment_attempts",): Shape(
+            decimal=("amount",), timestamp=("created_at",), text=("receipt_pdf",)
+        ),
+        ("customer_balance_transactions",): Shape(
+            decimal=("amount", "starting_balance", "ending_balance"),
+            timestamp=("created_at",),
+        ),
+    },
+).merged(
+    money(
+        *at("discounts[].", DISCOUNT_MONEY),
+        "minimum.minimum_amount",
+        "maximum.maximum_amount",
+    )
+)
+
+INVOICE_LINE_ITEMS = (
+    Shape(
         decimal=(
             "amount",
             "subtotal",
@@ -454,31 +449,35 @@ SHAPES: Mapping[str, Shape] = {
         },
     )
     .merged(PRICE.under("price"))
-    .merged(money(*at("adjustments[].", ADJUSTMENT_MONEY))),
-    "credit_notes": Shape(
-        decimal=("subtotal", "total", "minimum_amount_refunded"),
-        timestamp=("created_at", "voided_at"),
-        text=("customer_id", "invoice_id", "credit_note_number", "type", "reason", "memo"),
-        nested={
-            ("line_items",): Shape(
-                decimal=("amount", "subtotal", "quantity"),
-                timestamp=("start_time_inclusive", "end_time_exclusive"),
-            ),
-            ("discounts",): Shape(decimal=("amount_applied",)),
-        },
-    ).merged(
-        money(
-            "discounts[].percentage_discount",
-            "line_items[].discounts[].amount_applied",
-            "line_items[].discounts[].amount_discount",
-            "line_items[].discounts[].percentage_discount",
-            "line_items[].tax_amounts[].amount",
-            "line_items[].tax_amounts[].tax_rate_percentage",
-            "maximum_amount_adjustment.amount_applied",
-            "maximum_amount_adjustment.percentage_discount",
-        )
-    ),
-    "plans": Shape(
+    .merged(money(*at("adjustments[].", ADJUSTMENT_MONEY)))
+)
+
+CREDIT_NOTES = Shape(
+    decimal=("subtotal", "total", "minimum_amount_refunded"),
+    timestamp=("created_at", "voided_at"),
+    text=("customer_id", "invoice_id", "credit_note_number", "type", "reason", "memo"),
+    nested={
+        ("line_items",): Shape(
+            decimal=("amount", "subtotal", "quantity"),
+            timestamp=("start_time_inclusive", "end_time_exclusive"),
+        ),
+        ("discounts",): Shape(decimal=("amount_applied",)),
+    },
+).merged(
+    money(
+        "discounts[].percentage_discount",
+        "line_items[].discounts[].amount_applied",
+        "line_items[].discounts[].amount_discount",
+        "line_items[].discounts[].percentage_discount",
+        "line_items[].tax_amounts[].amount",
+        "line_items[].tax_amounts[].tax_rate_percentage",
+        "maximum_amount_adjustment.amount_applied",
+        "maximum_amount_adjustment.percentage_discount",
+    )
+)
+
+PLANS = (
+    Shape(
         decimal=("minimum_amount", "maximum_amount"),
         timestamp=("created_at", "product__created_at"),
         text=(
@@ -505,131 +504,90 @@ SHAPES: Mapping[str, Shape] = {
             "plan_phases[].minimum.minimum_amount",
             "plan_phases[].maximum.maximum_amount",
         )
+    )
+)
+
+PRICES = PRICE
+
+ITEMS = Shape(timestamp=("created_at", "archived_at"), text=("name",), json=("metadata",))
+
+COUPONS = Shape(
+    decimal=(
+        "discount__amount_discount",
+        "discount__percentage_discount",
+        "discount__usage_discount",
     ),
-    "prices": PRICE,
-    "items": Shape(timestamp=("created_at", "archived_at"), text=("name",), json=("metadata",)),
-    "coupons": Shape(
-        decimal=(
-            "discount__amount_discount",
-            "discount__percentage_discount",
-            "discount__usage_discount",
-        ),
-        timestamp=("archived_at",),
-        text=("redemption_code", "discount__reason"),
-        bigint=("times_redeemed", "max_redemptions", "duration_in_months"),
+    timestamp=("archived_at",),
+    text=("redemption_code", "discount__reason"),
+    bigint=("times_redeemed", "max_redemptions", "duration_in_months"),
+)
+
+BILLABLE_METRICS = Shape(
+    timestamp=("item__created_at", "item__archived_at"),
+    text=("name", "description", "status", "sql"),
+    json=("metadata", "item__metadata"),
+)
+
+ALERTS = Shape(
+    timestamp=("created_at",),
+    text=("customer_id", "subscription_id", "type", "currency"),
+    bool=("enabled",),
+    json=(
+        "grouping_keys",
+        "license_type",
+        "metric",
+        "plan",
+        "price_filters",
     ),
-    "billable_metrics": Shape(
-        timestamp=("item__created_at", "item__archived_at"),
-        text=("name", "description", "status", "sql"),
-        json=("metadata", "item__metadata"),
+    nested={
+        ("thresholds",): Shape(decimal=("value",)),
+        ("balance_alert_status",): Shape(decimal=("threshold_value",)),
+    },
+).merged(money("threshold_overrides[].thresholds[].value"))
+
+CREDIT_LEDGER_ENTRIES = Shape(
+    decimal=(
+        "amount",
+        "starting_balance",
+        "ending_balance",
+        "void_amount",
+        "credit_block__per_unit_cost_basis",
     ),
-    "alerts": Shape(
-        timestamp=("created_at",),
-        text=("customer_id", "subscription_id", "type", "currency"),
-        bool=("enabled",),
-        json=(
-            "grouping_keys",
-            "license_type",
-            "metric",
-            "plan",
-            "price_filters",
-        ),
-        nested={
-            ("thresholds",): Shape(decimal=("value",)),
-            ("balance_alert_status",): Shape(decimal=("threshold_value",)),
-        },
-    ).merged(money("threshold_overrides[].thresholds[].value")),
-    "credit_ledger_entries": Shape(
-        decimal=(
-            "amount",
-            "starting_balance",
-            "ending_balance",
-            "void_amount",
-            "credit_block__per_unit_cost_basis",
-        ),
-        timestamp=("created_at", "new_block_expiry_date", "credit_block__expiry_date"),
-        text=(
-            "customer_id",
-            "entry_type",
-            "entry_status",
-            "currency",
-            "description",
-            "invoice_id",
-            "price_id",
-            "void_reason",
-            "event_id",
-            "credit_block__id",
-        ),
-        bigint=("ledger_sequence_number",),
-        json=("metadata", "created_invoices", "credit_block__filters"),
+    timestamp=("created_at", "new_block_expiry_date", "credit_block__expiry_date"),
+    text=(
+        "customer_id",
+        "entry_type",
+        "entry_status",
+        "currency",
+        "description",
+        "invoice_id",
+        "price_id",
+        "void_reason",
+        "event_id",
+        "credit_block__id",
     ),
-    "credit_blocks": Shape(
-        decimal=("balance", "maximum_initial_balance", "per_unit_cost_basis"),
-        timestamp=("effective_date", "expiry_date"),
-        text=("customer_id", "status", "credit_block_source"),
-        json=("metadata", "filters", "credit_allocation", "credit_commitment"),
-    ),
-    "top_ups": Shape(
-        decimal=("amount", "threshold", "per_unit_cost_basis"),
-        text=("customer_id", "currency", "expires_after_unit", "invoice_settings__memo"),
-        bigint=("expires_after",),
-    ),
-    "customer_balance_transactions": Shape(
-        decimal=("amount", "starting_balance", "ending_balance"),
-        timestamp=("created_at",),
-        text=("customer_id", "invoice_id", "credit_note_id", "type", "action", "description"),
-    ),
-}
+    bigint=("ledger_sequence_number",),
+    json=("metadata", "created_invoices", "credit_block__filters"),
+)
 
+CREDIT_BLOCKS = Shape(
+    decimal=("balance", "maximum_initial_balance", "per_unit_cost_basis"),
+    timestamp=("effective_date", "expiry_date"),
+    text=("customer_id", "status", "credit_block_source"),
+    json=("metadata", "filters", "credit_allocation", "credit_commitment"),
+)
 
-def table_columns(table: str) -> TTableSchemaColumns:
-    """The declared columns of a contract table: the common ones, then the table's own."""
-    columns = ROOT.columns() | SHAPES[table].columns()
-    columns["id"] = {**columns["id"], "nullable": False}
-    return columns
+TOP_UPS = Shape(
+    decimal=("amount", "threshold", "per_unit_cost_basis"),
+    text=("customer_id", "currency", "expires_after_unit", "invoice_settings__memo"),
+    bigint=("expires_after",),
+)
 
-
-def write_disposition(
-    table: str, first_load: bool = False, table_format: str | None = None
-) -> TWriteDispositionConfig:
-    """Merge on `id`; without dlt's deduplication when the source already emits each object once
-    (on a large first load that window over the staged rows was most of the load step).
-
-    Such a table's first load, into a table the destination does not hold yet, is an append:
-    a merge into an empty table would only copy every row through the staging dataset.
-
-    Delta and Iceberg tables merge by upsert, the one strategy both formats offer (the source
-    emits each object once per run for them, see `source.Output`); plain Parquet files cannot
-    be merged and are appended."""
-    if table_format == "parquet":
-        return "append"
-    if table_format in MERGING_FORMATS:
-        return {"disposition": "merge", "strategy": "upsert"}
-    if table not in EMITTED_ONCE:
-        return "merge"
-    if first_load:
-        return "append"
-    return {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True}
-
-
-def max_table_nesting(table: str) -> int:
-    """dlt's nesting level for the table, deep enough for every declared column."""
-    return SHAPES[table].nesting()
-
-
-def nested_hints(table: str) -> dict[str | tuple[str, ...], TResourceNestedHints]:
-    """DECIMAL and timestamp hints for dlt's child tables (`invoice_line_items__tax_amounts`).
-
-    dlt names a nested table by the path of fields that reach it, and normalizes each path
-    element as one identifier (`tiered_config__tiers` would become `tiered_config_tiers`),
-    so the path is given field by field, and the parent table named (the objects on the way,
-    `price__tiered_config`, are columns, not tables)."""
-    return {
-        tuple(part for hop in hops for part in hop.split("__")): dlt.mark.make_nested_hints(
-            columns=shape.columns(), parent_table_name="__".join((table, *hops[:-1]))
-        )
-        for hops, shape in SHAPES[table].nested.items()
-    }
+CUSTOMER_BALANCE_TRANSACTIONS = Shape(
+    decimal=("amount", "starting_balance", "ending_balance"),
+    timestamp=("created_at",),
+    text=("customer_id", "invoice_id", "credit_note_id", "type", "action", "description"),
+)
 
 
 PRICE_MODEL_TYPES = frozenset(
@@ -673,76 +631,14 @@ PRICE_MODEL_TYPES = frozenset(
     ]
 )
 
-KNOWN_KINDS: Mapping[str, tuple[str, frozenset[str]]] = {
-    "credit_ledger_entries": (
-        "entry_type",
-        frozenset(
-            {
-                "increment",
-                "decrement",
-                "expiration_change",
-                "credit_block_expiry",
-                "void",
-                "void_initiated",
-                "amendment",
-            }
-        ),
-    ),
-    "prices": ("model_type", PRICE_MODEL_TYPES),
-}
-"""Discriminators whose variants shape a table: a new one is loaded, and named in a warning."""
-
-
-def mismatched_types(table: str, row: Mapping[str, Any]) -> set[str]:
-    """Declared columns whose value arrived as another JSON type. dlt stores a number sent
-    for a text column as text without a variant column, so only this check names it."""
-    columns = _declared_types(table)
-    return {
-        f"{table}.{name} arrived as {type(value).__name__}, declared {columns[name]}"
-        for name, value in row.items()
-        if name in columns and value is not None and not _fits(value, columns[name])
+LEDGER_ENTRY_TYPES = frozenset(
+    {
+        "increment",
+        "decrement",
+        "expiration_change",
+        "credit_block_expiry",
+        "void",
+        "void_initiated",
+        "amendment",
     }
-
-
-@cache
-def _declared_types(table: str) -> dict[str, str]:
-    return {name: str(column.get("data_type")) for name, column in table_columns(table).items()}
-
-
-def _fits(value: Any, data_type: str) -> bool:
-    if isinstance(value, bool):
-        return data_type in ("bool", "json")
-    expected: dict[str, tuple[type, ...]] = {
-        "text": (str,),
-        "decimal": (str, int, Decimal),
-        "timestamp": (str, datetime),
-        "bigint": (int,),
-        "bool": (bool,),
-    }
-    return data_type not in expected or isinstance(value, expected[data_type])
-
-
-def unknown_kinds(table: str, rows: list[dict[str, Any]]) -> set[str]:
-    if table not in KNOWN_KINDS:
-        return set()
-    field_name, known = KNOWN_KINDS[table]
-    return {str(row[field_name]) for row in rows if row.get(field_name) not in known} - {"None"}
-
-
-def schema_changes(before: Mapping[str, Iterable[str]], after: Schema) -> list[str]:
-    """What a run added to tables that existed before it: new columns, and variant columns
-    (`total__v_text`) that appear when a field changes type."""
-    changes: list[str] = []
-    for table, known in before.items():
-        if table not in after.tables:
-            continue
-        for name, column in after.get_table_columns(table).items():
-            if name in known:
-                continue
-            kind = "changed type" if "__v_" in name else "new field"
-            changes.append(f"{kind}: {table}.{name} ({column.get('data_type')})")
-    return changes
-
-
-def loaded_columns(schema: Schema) -> dict[str, set[str]]:
-    return {name: set(schema.get_table_columns(name)) for name in schema.data_table_names()}
+)

@@ -15,18 +15,12 @@ from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource
 
 from .arrow import Held, arrow_items, quiet_declared_hints
-from .catalog import ARROW_TABLES, CATALOG, EMITTED_ONCE, TABLES, Endpoint
+from .catalog import ARROW_TABLES, CATALOG, EMITTED_ONCE, PAGE_DECODERS, TABLES, Endpoint
 from .client import DEFAULT_BASE_URL, OrbClient, RateLimits, RequestStats, counted_for
-from .lakehouse import MERGING_FORMATS, open_table_format, propagate_load_id
+from .drift import mismatched_types, unknown_kinds
+from .hints import resource_hints
+from .lakehouse import MERGING_FORMATS, propagate_load_id
 from .precision import Fitting, fit_rows, objects_at
-from .schema import (
-    max_table_nesting,
-    mismatched_types,
-    nested_hints,
-    table_columns,
-    unknown_kinds,
-    write_disposition,
-)
 from .state import ListingState
 from .strategies import READERS, Listed, SyncContext
 from .transform import Row, split_children, to_rows, without_field
@@ -56,20 +50,9 @@ class Output:
             self.emitted.update({table: set() for table in TABLES if table not in EMITTED_ONCE})
 
     def hints(self, table: str) -> dict[str, Any]:
-        """Arrow tables carry their hints on each item; resource-wide columns would leak into
-        their child tables."""
-        disposition = write_disposition(table, table in self.first_loads, self.table_format)
-        table_format = open_table_format(self.table_format)
-        if table in self.arrow_tables:
-            return {"write_disposition": disposition, "table_format": table_format}
-        return {
-            "primary_key": "id",
-            "write_disposition": disposition,
-            "columns": table_columns(table),
-            "nested_hints": nested_hints(table),
-            "table_format": table_format,
-            "max_table_nesting": max_table_nesting(table),
-        }
+        return resource_hints(
+            table, table in self.first_loads, self.table_format, table in self.arrow_tables
+        )
 
     def emit(self, table: str, rows: list[Row]) -> Iterator[Any]:
         if table in self.emitted:
@@ -141,6 +124,7 @@ def orb(
         os.environ.get("ORB_API_KEY") or api_key or "",
         os.environ.get("ORB_BASE_URL") or base_url or DEFAULT_BASE_URL,
         rate_limits=RateLimits(read_rate_limit, credit_balance_rate_limit),
+        decoders=PAGE_DECODERS,
         max_concurrency=max_concurrency,
         timeout=request_timeout,
         max_attempts=max_attempts,

@@ -285,7 +285,7 @@ def _created_closed(
             params = {**closed, listed_for.param: parent_id}
             return [obj for page in ctx.client.paginate(endpoint.path, params) for obj in page]
 
-        for page in bounded_map(ctx.pool(rate_class(endpoint.path)), objects_of, parents):
+        for page in bounded_map(ctx.pool(endpoint.rate_class), objects_of, parents):
             if page:
                 yield page
 
@@ -316,7 +316,7 @@ def fan_out(
             )
             return customer_id, None
 
-    yield from bounded_map(ctx.pool(rate_class(endpoint.path)), read, customers)
+    yield from bounded_map(ctx.pool(endpoint.rate_class), read, customers)
 
 
 def read_customers_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:

@@ -14,7 +14,7 @@ each difference) names the fields, so a new Orb field does not silently cost the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from types import GenericAlias
 from typing import Any
@@ -187,7 +187,3 @@ def _difference(page: Any) -> str:
         parts += [f"unknown field {kind}.{name}" for name in unknown]
         parts += [f"missing field {kind}.{name}" for name in missing]
     return ", ".join(parts)
-
-
-PAGE_DECODERS: Mapping[str, Callable[[bytes], Any]] = {"/invoices": decode_invoice_page}
-"""List paths whose pages have a decoder of their own; every other body goes to `decode`."""

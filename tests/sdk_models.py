@@ -26,8 +26,8 @@ from orb.types.shared.invoice import Invoice, LineItem
 from orb.types.shared.price import Price
 from pydantic import BaseModel
 
-from orb_source.catalog import ENDPOINTS
-from orb_source.schema import SHAPES, Shape
+from orb_source.catalog import ENDPOINTS, SHAPES
+from orb_source.schema import Shape
 
 Path = tuple[str, ...]
 

@@ -18,7 +18,6 @@ import pytest
 from orb_source.arrow import (
     Held,
     _Columnar,
-    _declared,
     _encode_json,
     _Flattener,
     _Misfit,
@@ -29,6 +28,7 @@ from orb_source.arrow import (
 )
 from orb_source.catalog import ALL_INVOICE_STATUSES, ARROW_TABLES
 from orb_source.client import OrbClient
+from orb_source.hints import arrow_columns
 from orb_source.precision import Fitting, fit_rows
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
@@ -133,7 +133,9 @@ def by_row_and_by_column(root: str, rows: list[dict[str, Any]]) -> tuple[Any, An
     _encode_json(root, rows)
     columnar = _Columnar(root).tables(copy.deepcopy(rows))
     flat = _Flattener(root).flatten(copy.deepcopy(rows))
-    by_row = {name: _to_arrow(part, _declared(root, name)) for name, part in flat.items() if part}
+    by_row = {
+        name: _to_arrow(part, arrow_columns(root, name)) for name, part in flat.items() if part
+    }
     return columnar, by_row
 
 

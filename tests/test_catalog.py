@@ -21,6 +21,7 @@ from orb_source.catalog import (
     Scope,
     Sync,
 )
+from orb_source.schema import Shape
 from orb_source.strategies import READERS
 
 CREATED = Cursor("created_at", "created_at")
@@ -75,7 +76,7 @@ def test_an_entry_no_strategy_implements_is_refused_by_name(
     fields: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValueError, match="catalog entry things") as raised:
-        Endpoint("things", "/things", **fields)
+        Endpoint("things", "/things", shape=Shape(), **fields)
     assert message in str(raised.value)
 
 

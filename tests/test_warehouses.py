@@ -21,9 +21,10 @@ from dlt.destinations.impl.redshift.redshift import RedshiftMergeJob
 from dlt.destinations.impl.snowflake.snowflake import SnowflakeMergeJob
 from dlt.destinations.sql_jobs import SqlMergeFollowupJob
 
+from orb_source.catalog import SHAPES
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import SandboxServer, generate_account
-from orb_source.schema import MONEY, SHAPES
+from orb_source.schema import MONEY
 
 PRECISION, SCALE = MONEY["precision"], MONEY["scale"]
 

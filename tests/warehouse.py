@@ -13,10 +13,9 @@ from typing import Any
 import dlt
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
-from orb_source.catalog import ENDPOINTS, TABLES
+from orb_source.catalog import ENDPOINTS, SHAPES, TABLES
 from orb_source.precision import to_scale
 from orb_source.sandbox import Account
-from orb_source.schema import SHAPES
 
 SPLIT_ARRAYS = {"line_items"}
 """Arrays the pipeline loads as a table of their own (`invoice_line_items`)."""
