@@ -459,15 +459,21 @@ def test_invoices_lifecycle(orb: FakeOrb) -> None:
     """Invoices: a full first run lists every status and keeps the newest closed
     `invoice_date` (drafts, dated ahead, never move it). The next run lists new closed ones
     by watermark and backdated one-offs, re-lists the open set, and fetches by id what left
-    it (paid: the invoice; deleted draft: a 404) and what a new credit note points at, each
-    invoice once. The re-listing of the open set is recorded as a partial listing."""
+    it (paid: the invoice; deleted draft: a 404) and what a new credit note points at. Each
+    invoice is emitted once, a new one-off found by two listings too. The re-listing of the
+    open set is recorded as a partial listing."""
     invoices = orb.account.invoices
 
     def having(*statuses: str) -> list[str]:
         return sorted(i for i, v in invoices.items() if v["status"] in statuses)
 
+    noted = {note["invoice_id"] for note in orb.account.credit_notes.values()}
     credited = min(
-        (v for v in invoices.values() if v["status"] == "paid" and v["subscription"]),
+        (
+            v
+            for v in invoices.values()
+            if v["status"] == "paid" and v["subscription"] and v["id"] not in noted
+        ),
         key=lambda v: (v["invoice_date"], v["id"]),
     )
     cursor = NOW - timedelta(days=1)
@@ -493,10 +499,12 @@ def test_invoices_lifecycle(orb: FakeOrb) -> None:
     deleted = having("draft")[0]
     orb.account.remove("invoices", deleted)
     new = add(orb, "invoices", credited, invoice_date=NOW + 12 * HOUR)["id"]
+    one_off = next(v for v in invoices.values() if v["invoice_source"] == "one_off")
+    recent_one_off = add(orb, "invoices", one_off, status="paid", invoice_date=NOW + 13 * HOUR)
     note = next(iter(orb.account.credit_notes.values()))
     add(orb, "credit_notes", note, created_at=NOW + 6 * HOUR, invoice_id=credited["id"])
     add(orb, "credit_notes", note, created_at=NOW + 7 * HOUR, invoice_id=new)
-    assert credited["invoice_date"] < cursor - timedelta(days=35)
+    assert credited["invoice_date"] < cursor - HOUR
     second = run(orb, "invoices", state, NEXT)
 
     assert second.params("/invoices") == [
@@ -516,7 +524,7 @@ def test_invoices_lifecycle(orb: FakeOrb) -> None:
         {"limit": "100", "created_at[gte]": iso(datetime.fromisoformat(refetch_cursor) - HOUR)}
     ]
     assert second.paths("/invoices/") == sorted(
-        f"/invoices/{i}" for i in (paid_now, deleted, credited["id"])
+        f"/invoices/{i}" for i in (paid_now, deleted, credited["id"], *noted)
     )
 
     def closed_since(moment: datetime, one_off: bool = False) -> set[str]:
@@ -532,14 +540,14 @@ def test_invoices_lifecycle(orb: FakeOrb) -> None:
         closed_since(cursor - HOUR)
         | closed_since(cursor - timedelta(days=35), one_off=True)
         | set(having(*OPEN_INVOICE))
-        | {paid_now, credited["id"]}
+        | {paid_now, credited["id"], *noted}
     )
     assert len(second.ids) == len(set(second.ids))
     assert sorted(second.ids) == sorted(expected)
-    assert {new, still_issued} <= expected and deleted not in second.ids
+    assert {new, still_issued, recent_one_off["id"]} <= expected and deleted not in second.ids
     assert second.row(paid_now)["status"] == "paid"
     assert state == {
-        "cursor": iso(NOW + 12 * HOUR),
+        "cursor": iso(NOW + 13 * HOUR),
         "open_ids": having(*OPEN_INVOICE),
         "refetch_cursor": iso(NOW + 7 * HOUR),
         "last_full_sync": iso(FIRST),
@@ -547,6 +555,40 @@ def test_invoices_lifecycle(orb: FakeOrb) -> None:
     assert second.listings == {
         "invoices": {"partial": {"at": iso(NEXT), "column": "status", "values": OPEN_INVOICE}}
     }
+
+
+def test_invoices_of_a_new_subscription_started_in_the_past(orb: FakeOrb) -> None:
+    """A subscription created since the last run but started months ago comes with paid
+    invoices dated before the cursor's window: they are listed by that subscription."""
+    invoices = orb.account.invoices
+    paid = min(
+        (v for v in invoices.values() if v["status"] == "paid" and v["subscription"]),
+        key=lambda v: (v["invoice_date"], v["id"]),
+    )
+    cursor = NOW - timedelta(days=1)
+    add(orb, "invoices", paid, invoice_date=cursor)
+    state: State = {}
+    run(orb, "invoices", state, FIRST)
+    assert state["cursor"] == iso(cursor)
+
+    like = next(iter(orb.account.subscriptions.values()))
+    started = add(orb, "subscriptions", like, created_at=NOW + 12 * HOUR)["id"]
+    of_started = {**paid["subscription"], "id": started}
+    past = add(
+        orb, "invoices", paid, invoice_date=NOW - timedelta(days=40), subscription=of_started
+    )
+    second = run(orb, "invoices", state, NEXT)
+    assert second.params("/subscriptions") == [
+        {"limit": "100", "created_at[gte]": iso(cursor - HOUR)}
+    ]
+    assert second.params("/invoices")[2] == {
+        "limit": "100",
+        "status[]": CLOSED_INVOICE,
+        "subscription_id": started,
+    }
+    assert len(second.params("/invoices")) == 4
+    assert second.ids.count(past["id"]) == 1
+    assert f"/invoices/{past['id']}" not in second.paths("/invoices/")
 
 
 def test_subscriptions_lifecycle_with_start_date(orb: FakeOrb) -> None:
