@@ -591,6 +591,33 @@ def test_invoices_of_a_new_subscription_started_in_the_past(orb: FakeOrb) -> Non
     assert f"/invoices/{past['id']}" not in second.paths("/invoices/")
 
 
+def test_invoice_pointed_at_before_a_full_run_with_start_date(orb: FakeOrb) -> None:
+    """An invoice dated before the start date is loaded while open and re-read by id when it
+    closes. A credit note on it that comes before the next periodic full run (which lists
+    closed invoices from the start date on) gets it re-read by id too: that run moves the
+    credit notes' cursor past the note, and no later run would read the invoice again."""
+    invoices = orb.account.invoices
+    start, every = NOW - timedelta(days=10), timedelta(days=7)
+    issued = sorted(i for i, v in invoices.items() if v["status"] == "issued")[0]
+    assert invoices[issued]["invoice_date"] < start
+    state: State = {}
+    run(orb, "invoices", state, FIRST, start_date=start, full_refresh_every=every)
+    assert issued in state["open_ids"]
+    invoices[issued]["status"] = "paid"
+    closing = run(orb, "invoices", state, NEXT, start_date=start, full_refresh_every=every)
+    assert f"/invoices/{issued}" in closing.paths("/invoices/")
+    assert issued not in state["open_ids"]
+
+    note = next(iter(orb.account.credit_notes.values()))
+    add(orb, "credit_notes", note, created_at=NEXT + 2 * HOUR, invoice_id=issued)
+    day8 = FIRST + timedelta(days=8)
+    full = run(orb, "invoices", state, day8, start_date=start, full_refresh_every=every)
+    assert state["last_full_sync"] == iso(day8)
+    assert f"/invoices/{issued}" in full.paths("/invoices/")
+    assert full.ids.count(issued) == 1
+    assert state["refetch_cursor"] == iso(NEXT + 2 * HOUR)
+
+
 def test_subscriptions_lifecycle_with_start_date(orb: FakeOrb) -> None:
     """Subscriptions: with a start date, ended ones are kept only if they ended since
     (`end_date`; the listing filters on `created_at` only) and open ones always; the open set
