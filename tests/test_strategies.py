@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
@@ -32,7 +32,10 @@ from orb_source.sandbox.account import Obj
 from orb_source.sandbox.api import Api
 from orb_source.sandbox.mutations import add_customer
 from orb_source.source import endpoint_pages
-from orb_source.strategies import State, SyncContext
+from orb_source.strategies import SyncContext
+
+State = dict[str, Any]
+"""A resource's state, as dlt keeps it between runs."""
 
 NOW = datetime(2026, 3, 15, 12, tzinfo=UTC)
 """The sandbox account's clock; its newest objects are from just before."""
@@ -187,7 +190,7 @@ def iso(moment: datetime) -> str:
     return moment.isoformat()
 
 
-def newest(objects: Any, stamp: str) -> str:
+def newest(objects: Iterable[Obj], stamp: str) -> str:
     return iso(max(obj[stamp] for obj in objects))
 
 
