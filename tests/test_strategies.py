@@ -6,7 +6,7 @@ called as the source calls them, through `endpoint_pages`, with a plain dict as 
 state and a `SyncContext` whose own `state` receives the listings the deletion sweep reads.
 
 Without a `Date` header (the default here) a cursor is the newest timestamp listed, never
-later than the run's start, so every cursor is known exactly; `test_watermark_on_orbs_clock`
+later than the run's start, so every cursor is known exactly; `test_cursors_on_orbs_clock`
 answers with Orb's `Date`.
 """
 
@@ -310,15 +310,26 @@ def test_watermark_never_passes_the_run_start_nor_moves_back(orb: FakeOrb) -> No
     assert state["cursor"] == iso(FIRST)
 
 
-def test_watermark_on_orbs_clock(orb: FakeOrb) -> None:
-    """When Orb answers with a `Date`, the cursor is the moment the listing started on Orb's
-    clock (months away from this machine's here), not the newest note nor local time."""
+CURSORS: dict[str, Callable[[State], list[str]]] = {
+    "credit_notes": lambda state: [state["cursor"]],
+    "credit_ledger_entries": lambda state: list(state["cursors"].values()),
+    "invoices": lambda state: [state["cursor"], state["refetch_cursor"]],
+    "credit_blocks": lambda state: [state["activity_since"]],
+}
+
+
+@pytest.mark.parametrize("table", sorted(CURSORS))
+def test_cursors_on_orbs_clock(orb: FakeOrb, table: str) -> None:
+    """When Orb answers with a `Date`, every cursor is the moment its listing started on
+    Orb's clock, not the newest timestamp listed nor this machine's time (the sandbox's
+    clock stands still at NOW, months away from it)."""
     orb.send_date = True
     state: State = {}
-    run(orb, "credit_notes", state, datetime.now(UTC))
-    cursor = datetime.fromisoformat(state["cursor"])
-    assert NOW - timedelta(seconds=5) <= cursor <= NOW
-    assert state["cursor"] != newest(orb.account.credit_notes.values(), "created_at")
+    run(orb, table, state, datetime.now(UTC))
+    cursors = CURSORS[table](state)
+    assert cursors
+    for cursor in cursors:
+        assert abs(datetime.fromisoformat(cursor) - NOW) < timedelta(seconds=5), cursor
 
 
 # Watermark, one cursor per customer
