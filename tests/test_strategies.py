@@ -321,8 +321,8 @@ CURSORS: dict[str, Callable[[State], list[str]]] = {
 @pytest.mark.parametrize("table", sorted(CURSORS))
 def test_cursors_on_orbs_clock(orb: FakeOrb, table: str) -> None:
     """When Orb answers with a `Date`, every cursor is the moment its listing started on
-    Orb's clock, not the newest timestamp listed nor this machine's time (the sandbox's
-    clock stands still at NOW, months away from it)."""
+    Orb's clock (the sandbox's stands still at NOW), not the newest timestamp listed nor
+    this machine's time."""
     orb.send_date = True
     state: State = {}
     run(orb, table, state, datetime.now(UTC))
