@@ -215,6 +215,8 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
     full = ctx.is_full(state)
     # Closed objects are read from a date on (the cursor, or --start-date); open ones always whole.
     from_date = not full or ctx.start_date is not None
+    # Read from a date, objects pointed at since the last run may be older than that date.
+    refetch = from_date and (not full or "refetch_cursor" in state)
     tracker = _OpenSetTracker(open_set)
     watermark = _watermark(ctx, endpoint, None if full else state.get("cursor"))
     closed = dict(endpoint.params)
@@ -235,11 +237,11 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
             endpoint.table, {"column": open_set.status_field, "values": list(open_set.statuses)}
         )
         stale = set(state.get("open_ids", ()))
-        if not full:
+        if refetch:
             stale |= _pointed_at(ctx, endpoint, state)
         for page in fetch_by_id(ctx, open_set.retrieve_path, sorted(stale - tracker.seen)):
             yield from tracker.fresh(page)
-    if full:
+    if not refetch:
         _pointed_at(ctx, endpoint, state)
     state["cursor"] = watermark.value
     state["open_ids"] = sorted(tracker.open_ids)
@@ -601,7 +603,8 @@ class _OpenSetTracker:
 def _pointed_at(ctx: SyncContext, endpoint: Endpoint, state: State) -> set[str]:
     """Ids that newer objects point at, e.g. invoices that got a credit note since last run.
 
-    A full run calls it only to move the cursor, which must come from Orb's own timestamps.
+    The first run and a listing of every status call it only to move the cursor, which must
+    come from Orb's own timestamps.
     """
     if endpoint.refetch is None:
         return set()
