@@ -85,6 +85,14 @@ class OrbMalformedResponse(OrbResponseError):
     """The body was not JSON (truncated by a proxy, say): worth another try."""
 
 
+MAX_CONCURRENCY = 32
+"""Requests in flight at once, by default."""
+MAX_ATTEMPTS = 8
+"""Attempts per request before a run fails, by default."""
+REQUEST_TIMEOUT = 30.0
+"""Seconds a request may take, by default."""
+
+
 @dataclass(frozen=True)
 class RateLimits:
     """Requests per second Orb allows for each rate class (orb-api.md §7, live keys)."""
@@ -281,9 +289,9 @@ class OrbClient:
         base_url: str = DEFAULT_BASE_URL,
         *,
         rate_limits: RateLimits | None = None,
-        max_concurrency: int = 32,
-        max_attempts: int = 8,
-        timeout: float = 30.0,
+        max_concurrency: int = MAX_CONCURRENCY,
+        max_attempts: int = MAX_ATTEMPTS,
+        timeout: float = REQUEST_TIMEOUT,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         retry_log_level: int = logging.INFO,

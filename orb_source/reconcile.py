@@ -30,7 +30,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
 from .catalog import CATALOG, PAGE_DECODERS, TABLES, Endpoint
-from .client import OrbClient, RateLimits
+from .client import MAX_ATTEMPTS, MAX_CONCURRENCY, REQUEST_TIMEOUT, OrbClient, RateLimits
 from .hints import table_columns
 from .runner import (
     DEFAULT_DATASET,
@@ -234,7 +234,10 @@ def reconcile(
     validate_options(resources, None)
     api_key, base_url = orb_credentials()
     check_connection(
-        api_key, base_url, _setting("max_attempts", 8), _setting("request_timeout", 30.0)
+        api_key,
+        base_url,
+        _setting("max_attempts", MAX_ATTEMPTS),
+        _setting("request_timeout", REQUEST_TIMEOUT),
     )
     pipeline = pipeline or make_pipeline(destination, dataset_name)
     check_destination(pipeline)
@@ -264,16 +267,16 @@ def _list_api(
             _setting("read_rate_limit", RateLimits.read),
             _setting("credit_balance_rate_limit", RateLimits.credit_balance),
         ),
-        max_concurrency=_setting("max_concurrency", 32),
-        timeout=_setting("request_timeout", 30.0),
-        max_attempts=_setting("max_attempts", 8),
+        max_concurrency=_setting("max_concurrency", MAX_CONCURRENCY),
+        timeout=_setting("request_timeout", REQUEST_TIMEOUT),
+        max_attempts=_setting("max_attempts", MAX_ATTEMPTS),
         decoders=PAGE_DECODERS,
     )
     ctx = SyncContext(
         client=client,
         started_at=started_at,
         full_refresh=True,
-        max_concurrency=_setting("max_concurrency", 32),
+        max_concurrency=_setting("max_concurrency", MAX_CONCURRENCY),
         state={},
     )
     endpoints = [e for e in CATALOG if e.table in tables or _child(e) in tables]

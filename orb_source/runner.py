@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import dlt
 from dlt.common.destination import Destination
@@ -31,6 +31,8 @@ from .account import check_account
 from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import (
     DEFAULT_BASE_URL,
+    MAX_ATTEMPTS,
+    REQUEST_TIMEOUT,
     OrbClient,
     OrbNotFound,
     OrbResponseError,
@@ -49,7 +51,7 @@ from .lakehouse import (
 )
 from .packages import discarded_when_unloadable
 from .reporting import create_views
-from .source import orb
+from .source import SourceOptions, orb
 from .summary import captured_warnings, location, render, to_json
 from .sweep import remove_replayed_rows, remove_unrecorded_rows, sweep_deletions
 
@@ -181,7 +183,10 @@ def resolve_table_format(pipeline: dlt.Pipeline, table_format: str | None) -> st
 
 
 def check_connection(
-    api_key: str, base_url: str, max_attempts: int = 8, timeout: float = 30.0
+    api_key: str,
+    base_url: str,
+    max_attempts: int = MAX_ATTEMPTS,
+    timeout: float = REQUEST_TIMEOUT,
 ) -> None:
     """Fail in one line, before any work, on a missing or rejected key, an unreachable API, or
     a base URL that does not answer like Orb (a 404 on the customer listing, a body that is not
@@ -214,7 +219,7 @@ def run_pipeline(
     reporting_schema: str | None = None,
     progress: TCollectorArg = NULL_COLLECTOR,
     table_format: str | None = None,
-    **source_options: Any,
+    **source_options: Unpack[SourceOptions],
 ) -> RunReport:
     """Sync Orb into the destination; incremental unless `full_refresh`. After the load the
     reporting views are created or replaced in `reporting_schema` unless `views` is False.
@@ -228,8 +233,8 @@ def run_pipeline(
     table_format = resolve_table_format(pipeline, table_format)
     if table_format:
         announce(table_format)
-    attempts = source_options.get("max_attempts", 8)
-    timeout = source_options.get("request_timeout", 30.0)
+    attempts = source_options.get("max_attempts", MAX_ATTEMPTS)
+    timeout = source_options.get("request_timeout", REQUEST_TIMEOUT)
     api_key, base_url = orb_credentials()
     check_connection(api_key, base_url, max_attempts=attempts, timeout=timeout)
     with run_lock(pipeline), fewer_gc_pauses(), captured_warnings() as warnings:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import dlt
 from dlt.common.typing import TSecretStrValue
@@ -16,7 +16,16 @@ from dlt.extract import DltResource
 
 from .arrow import Held, arrow_items, quiet_declared_hints
 from .catalog import ARROW_TABLES, CATALOG, EMITTED_ONCE, PAGE_DECODERS, TABLES, Endpoint
-from .client import DEFAULT_BASE_URL, OrbClient, RateLimits, RequestStats, counted_for
+from .client import (
+    DEFAULT_BASE_URL,
+    MAX_ATTEMPTS,
+    MAX_CONCURRENCY,
+    REQUEST_TIMEOUT,
+    OrbClient,
+    RateLimits,
+    RequestStats,
+    counted_for,
+)
 from .drift import mismatched_types, unknown_kinds
 from .hints import resource_hints
 from .lakehouse import MERGING_FORMATS, propagate_load_id
@@ -29,6 +38,19 @@ logger = logging.getLogger(__name__)
 
 BATCH_ROWS = 1_000
 """Pages are handed to dlt in batches: its per-item overhead is about 20 ms for Arrow data."""
+
+
+class SourceOptions(TypedDict, total=False):
+    """The settings of `orb()` a caller of `runner.run_pipeline` may give; the others the
+    runner sets itself (credentials, start date, state). Defaults are `orb()`'s."""
+
+    full_refresh_every_days: int | None
+    max_concurrency: int
+    read_rate_limit: float
+    credit_balance_rate_limit: float
+    request_timeout: float
+    max_attempts: int
+    arrow: bool
 
 
 @dataclass(frozen=True)
@@ -84,11 +106,11 @@ def orb(
     start_date: str | None = None,
     full_refresh: bool = False,
     full_refresh_every_days: int | None = 7,
-    max_concurrency: int = 32,
+    max_concurrency: int = MAX_CONCURRENCY,
     read_rate_limit: float = RateLimits.read,
     credit_balance_rate_limit: float = RateLimits.credit_balance,
-    request_timeout: float = 30.0,
-    max_attempts: int = 8,
+    request_timeout: float = REQUEST_TIMEOUT,
+    max_attempts: int = MAX_ATTEMPTS,
     stats: RequestStats | None = None,
     schema_changes: set[str] | None = None,
     arrow: bool = True,

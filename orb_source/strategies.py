@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from .account import record_account
 from .catalog import CUSTOMERS, Activity, Cursor, Endpoint, OpenSet, Scope, Sync
 from .client import (
+    MAX_CONCURRENCY,
     PAGE_SIZE,
     OrbClient,
     OrbNotFound,
@@ -64,7 +65,7 @@ class SyncContext:
     full_refresh: bool = False
     start_date: datetime | None = None
     full_refresh_every: timedelta | None = None
-    max_concurrency: int = 32
+    max_concurrency: int = MAX_CONCURRENCY
     schema_changes: set[str] = field(default_factory=set)
     state: dict[str, Any] | None = None
     """The source state complete listings and the account are noted in: bound by the source's
