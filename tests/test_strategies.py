@@ -32,6 +32,7 @@ from orb_source.sandbox.account import Obj
 from orb_source.sandbox.api import Api
 from orb_source.sandbox.mutations import add_customer
 from orb_source.source import endpoint_pages
+from orb_source.state import ListingState
 from orb_source.strategies import SyncContext
 
 State = dict[str, Any]
@@ -790,3 +791,51 @@ def test_full_refresh_every_lists_every_customer_on_activity(
     assert listed == [f"/customers/{c}/credits" for c in customers]
     assert due.listings == {"credit_blocks": {"complete": {"at": iso(day8)}}}
     assert state["last_full_sync"] == iso(day8) and state["activity_since"] == iso(day8)
+
+
+def test_state_in_todays_format_is_read_unchanged(orb: FakeOrb, customers: list[str]) -> None:
+    """State as this release writes it, taken from a real run and written out literally: the
+    next run continues from it (no full listing, cursors honoured), and every key it keeps is
+    one `state.ListingState` declares, so a renamed key cannot silently reset a cursor."""
+    day_before = iso(NOW - timedelta(days=1))
+    first, second = customers[0], customers[1]
+    pending = add_entry(orb, first, NOW - timedelta(days=3), "pending")
+    saved: dict[str, State] = {
+        "credit_notes": {"cursor": day_before, "last_full_sync": day_before},
+        "invoices": {
+            "cursor": day_before,
+            "open_ids": [],
+            "refetch_cursor": day_before,
+            "last_full_sync": day_before,
+        },
+        "credit_ledger_entries": {
+            "cursors": {first: day_before, second: day_before},
+            "open_rows": {first: {pending: iso(NOW - timedelta(days=3))}},
+            "last_full_sync": day_before,
+        },
+        "credit_blocks": {
+            "activity_since": day_before,
+            "open_objects": {},
+            "last_full_sync": day_before,
+        },
+    }
+    since = iso(NOW - timedelta(days=1) - HOUR)
+    for table, state in saved.items():
+        result = run(orb, table, state, NEXT, full_refresh_every=timedelta(days=7))
+        assert "complete" not in result.listings.get(table, {}), table
+        assert set(state) <= set(ListingState.__annotations__), table
+        assert state["last_full_sync"] == day_before, table
+        if table == "credit_notes":
+            [params] = result.params("/credit_notes")
+            assert params["created_at[gte]"] == iso(NOW - timedelta(days=36))
+        if table == "invoices":
+            assert {"invoice_date[gte]": since}.items() <= result.params("/invoices")[0].items()
+        if table == "credit_ledger_entries":
+            ledger = result.params(f"/customers/{first}/credits/ledger")
+            assert ledger[0]["created_at[gte]"] == since
+            assert {"entry_status": "pending"}.items() <= ledger[1].items()
+            assert pending in result.ids
+        if table == "credit_blocks":
+            assert result.params(f"/customers/{first}/credits/ledger") == [
+                {"created_at[gte]": since, "limit": "1"}
+            ]
