@@ -150,6 +150,11 @@ class Refetch:
 
     path: str
     id_field: str
+    changed_field: str | None = None
+    """A field of the newer objects that dates a later change of theirs which the object they
+    point at also shows (a voided credit note is voided in its invoice's `credit_notes` too)."""
+    changed_within: timedelta = timedelta(0)
+    """How long after its creation such a change is looked for."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +307,7 @@ CATALOG: tuple[Endpoint, ...] = (
             "status", ("draft", "issued"), ("paid", "synced", "void"), "status[]", "/invoices/{id}"
         ),
         links={"customer": "customer_id", "subscription": "subscription_id"},
-        refetch=Refetch("/credit_notes", "invoice_id"),
+        refetch=Refetch("/credit_notes", "invoice_id", "voided_at", timedelta(days=35)),
         backdated=Backdated(timedelta(days=35), {"is_recurring": False}),
         listed_for_new=ListedForNew("/subscriptions", "subscription_id"),
         child_table=ChildTable(

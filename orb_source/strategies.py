@@ -602,20 +602,32 @@ class _OpenSetTracker:
 
 
 def _pointed_at(ctx: SyncContext, endpoint: Endpoint, state: State) -> set[str]:
-    """Ids that newer objects point at, e.g. invoices that got a credit note since last run.
+    """Ids that newer objects point at, e.g. invoices that got a credit note since last run,
+    or whose credit note was voided since (`Refetch.changed_field`).
 
     The first run and a listing of every status call it only to move the cursor, which must
     come from Orb's own timestamps.
     """
-    if endpoint.refetch is None:
+    refetch = endpoint.refetch
+    if refetch is None:
         return set()
-    path, id_field = endpoint.refetch.path, endpoint.refetch.id_field
     created = Cursor("created_at", "created_at")
     watermark = Watermark(created, state.get("refetch_cursor"), ctx.started_at, ctx.client.clock)
+    since = watermark.since(None)
+    params = watermark.params(None)
+    if since is not None and refetch.changed_field:
+        params = {"created_at[gte]": (since - refetch.changed_within).isoformat()}
+
+    def moved(obj: Mapping[str, Any]) -> bool:
+        stamps = (obj.get("created_at"), obj.get(refetch.changed_field or ""))
+        return since is None or any(isinstance(s, str) and parse_time(s) >= since for s in stamps)
+
     ids: set[str] = set()
-    for page in ctx.client.paginate(path, watermark.params(None)):
+    for page in ctx.client.paginate(refetch.path, params):
         watermark.observe(page)
-        ids.update(obj[id_field] for obj in page if obj.get(id_field))
+        ids.update(
+            obj[refetch.id_field] for obj in page if obj.get(refetch.id_field) and moved(obj)
+        )
     state["refetch_cursor"] = watermark.value
     return ids
 

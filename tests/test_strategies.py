@@ -30,6 +30,7 @@ from orb_source.client import OrbClient, RateLimits
 from orb_source.sandbox import Account, generate_account
 from orb_source.sandbox.account import Obj
 from orb_source.sandbox.api import Api
+from orb_source.sandbox.generator import void_credit_note
 from orb_source.sandbox.mutations import add_customer
 from orb_source.source import endpoint_pages
 from orb_source.state import ListingState
@@ -536,7 +537,12 @@ def test_invoices_lifecycle(orb: FakeOrb) -> None:
         {"limit": "100", "created_at[gte]": iso(cursor - HOUR)}
     ]
     assert second.params("/credit_notes") == [
-        {"limit": "100", "created_at[gte]": iso(datetime.fromisoformat(refetch_cursor) - HOUR)}
+        {
+            "limit": "100",
+            "created_at[gte]": iso(
+                datetime.fromisoformat(refetch_cursor) - HOUR - timedelta(days=35)
+            ),
+        }
     ]
     assert second.paths("/invoices/") == sorted(
         f"/invoices/{i}" for i in (paid_now, deleted, credited["id"], *noted)
@@ -631,6 +637,48 @@ def test_invoice_pointed_at_before_a_full_run_with_start_date(orb: FakeOrb) -> N
     assert f"/invoices/{issued}" in full.paths("/invoices/")
     assert full.ids.count(issued) == 1
     assert state["refetch_cursor"] == iso(NEXT + 2 * HOUR)
+
+
+def test_an_invoice_whose_credit_note_was_voided_is_read_again(orb: FakeOrb) -> None:
+    """Voiding a credit note also voids its summary in the invoice's `credit_notes`: the next
+    run fetches that invoice by id, though the note was created before the last run, and
+    leaves alone the invoice of an older note that did not change."""
+    orb.send_date = True
+    invoices = orb.account.invoices
+    like = next(iter(orb.account.credit_notes.values()))
+    summary = next(s for i in invoices.values() for s in i["credit_notes"])
+    # closed subscription invoices dated before the first run: no listing of the next run
+    # reads them again unless something points at them
+    paid = sorted(
+        i
+        for i, v in invoices.items()
+        if v["status"] == "paid"
+        and v["invoice_source"] != "one_off"
+        and v["invoice_date"] < NOW - timedelta(days=1)
+    )
+    paid = paid[:2]
+    notes = []
+    for invoice_id in paid:
+        note = add(
+            orb,
+            "credit_notes",
+            like,
+            created_at=NOW - timedelta(days=10),
+            voided_at=None,
+            invoice_id=invoice_id,
+        )
+        invoices[invoice_id]["credit_notes"].append(
+            {**summary, "id": note["id"], "voided_at": None}
+        )
+        notes.append(note)
+    state: State = {}
+    run(orb, "invoices", state, FIRST)
+    void_credit_note(orb.account, notes[0], NOW + 3 * HOUR)
+    second = run(orb, "invoices", state, NEXT)
+    assert second.paths("/invoices/") == [f"/invoices/{paid[0]}"]
+    assert paid[1] not in second.ids
+    [voided] = [s for s in second.row(paid[0])["credit_notes"] if s["id"] == notes[0]["id"]]
+    assert voided["voided_at"] is not None
 
 
 def test_subscriptions_lifecycle_with_start_date(orb: FakeOrb) -> None:
