@@ -108,13 +108,21 @@ def run(quick: bool = False) -> Section:
     command = "python -m benchmarks cpu" + (" --quick" if quick else "")
     section = Section("cpu: invoices with line items into DuckDB, Arrow vs dict", command)
     wanted, note = variants()
-    loads: dict[str, Load] = {}
+    runs: dict[str, list[Load]] = {variant: [] for variant, _ in wanted}
     failures: dict[str, str] = {}
-    for variant, options in wanted:
+    # in the order dict, arrow, arrow, dict: CPU shared with other work weighs on both alike
+    for variant, options in [*wanted, *reversed(wanted)]:
+        if variant in failures:
+            continue
         try:
-            loads[variant] = measure(variant, customers, options)
+            runs[variant].append(measure(variant, customers, options))
         except BenchmarkError as exc:
             failures[variant] = _first_lines(str(exc))
+    loads = {
+        variant: min(measured, key=lambda load: load.wall_seconds)
+        for variant, measured in runs.items()
+        if measured and variant not in failures
+    }
     section.lines += [
         f"Account: `generate_account(customers={customers}, seed=42, now={ACCOUNT_NOW},"
         f" line_items_per_invoice={LINE_ITEMS_PER_INVOICE})`, zero latency, no server rate"
@@ -122,7 +130,8 @@ def run(quick: bool = False) -> Section:
         f" `run_pipeline(resources={RESOURCES}, full_refresh=True, **variant)`"
         " in a fresh process per variant. rows = invoices + invoice_line_items loaded; all"
         " rows adds dlt's nested child tables (sub line items, tax amounts, ...). Peak RSS ="
-        " `ru_maxrss` of the pipeline process.",
+        " `ru_maxrss` of the pipeline process. Each variant is run twice, in the order dict,"
+        " arrow, arrow, dict, and its fastest run is shown.",
         "",
         *table(
             [
