@@ -26,6 +26,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -40,6 +41,7 @@ from dlt.extract.items import DataItemWithMeta
 
 from .catalog import SHAPES
 from .hints import arrow_columns, arrow_hints, max_table_nesting, nested_shape
+from .lakehouse import LOAD_ID
 from .precision import PRECISION, SCALE, objects_at
 
 # pyarrow imports pandas, when it is installed, the first time it converts Python objects. Done
@@ -71,18 +73,31 @@ class DeclaredHintsKept(logging.Filter):
         return "when merging arrow schema" not in record.getMessage()
 
 
-def quiet_declared_hints() -> None:
-    """Install `DeclaredHintsKept` on dlt's logger, once."""
+@contextmanager
+def quiet_declared_hints() -> Iterator[None]:
+    """`DeclaredHintsKept` on dlt's logger while the block runs (`run_pipeline`'s extract)."""
     dlt_logger = logging.getLogger("dlt")
-    if not any(isinstance(f, DeclaredHintsKept) for f in dlt_logger.filters):
-        dlt_logger.addFilter(DeclaredHintsKept())
+    quiet = DeclaredHintsKept()
+    dlt_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        dlt_logger.removeFilter(quiet)
 
 
 def arrow_items(
-    table: str, rows: list[Row], first_load: bool = False, table_format: str | None = None
+    table: str,
+    rows: list[Row],
+    first_load: bool = False,
+    table_format: str | None = None,
+    load_id: str | None = None,
 ) -> list[DataItemWithMeta]:
     """One Arrow table per output table, each marked with that table's hints; on `table`'s
-    first load (see `write_disposition`) its child tables are appended too."""
+    first load (see `write_disposition`) its child tables are appended too.
+
+    `load_id`, the load package's, goes into every row as `_dlt_load_id`, as dlt's normalizer
+    gives it to the dict path's rows: the sweep removes replaced child rows by it. Set here
+    rather than by dlt's `add_dlt_load_id` setting, which is process-wide."""
     _encode_json(table, rows)
     try:
         tables = _Columnar(table).tables(rows)
@@ -93,9 +108,21 @@ def arrow_items(
             if flat
         }
     return [
-        dlt.mark.with_hints(arrow_table, arrow_hints(table, name, first_load, table_format), True)
+        dlt.mark.with_hints(
+            _with_load_id(arrow_table, load_id),
+            arrow_hints(table, name, first_load, table_format),
+            True,
+        )
         for name, arrow_table in tables.items()
     ]
+
+
+def _with_load_id(arrow_table: pa.Table, load_id: str | None) -> pa.Table:
+    """The table with `_dlt_load_id` last, where dlt's own setting would put it."""
+    if load_id is None:
+        return arrow_table
+    column = pa.repeat(load_id, arrow_table.num_rows)
+    return arrow_table.append_column(pa.field(LOAD_ID, pa.string(), nullable=False), column)
 
 
 HELD_ROWS = 50_000

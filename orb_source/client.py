@@ -318,20 +318,41 @@ class OrbClient:
         self.retry_log_level = retry_log_level
         """A preflight check logs its retries at DEBUG: it reports its outcome in one line."""
         self._in_flight = threading.BoundedSemaphore(max_concurrency)
-        self._prefetch = ThreadPoolExecutor(max_concurrency, thread_name_prefix="orb-prefetch")
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
-            ),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._max_concurrency = max_concurrency
+
+        def connect() -> httpx.Client:
+            # a closure, not a partial: a partial's repr would show the key
+            return httpx.Client(
+                base_url=self.base_url,
+                headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                limits=httpx.Limits(
+                    max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+                ),
+                transport=transport,
+                follow_redirects=False,
+            )
+
+        self._connect = connect
+        self._http = connect()
+        self._prefetch = self._prefetcher()
 
     def __repr__(self) -> str:
         return f"OrbClient(base_url={self.base_url!r})"
+
+    def _prefetcher(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self._max_concurrency, thread_name_prefix="orb-prefetch")
+
+    @property
+    def is_closed(self) -> bool:
+        return self._http.is_closed
+
+    def open(self) -> None:
+        """Connections and prefetch threads anew after `close`: a source's resources may run
+        one after another, each closing what it opened (`SyncContext.lease`)."""
+        if self.is_closed:
+            self._http = self._connect()
+            self._prefetch = self._prefetcher()
 
     def close(self) -> None:
         self._prefetch.shutdown(wait=False, cancel_futures=True)

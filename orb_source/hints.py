@@ -7,10 +7,11 @@ from typing import Any
 
 import dlt
 from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns, TWriteDispositionConfig
+from dlt.common.schema.utils import dlt_load_id_column
 from dlt.extract.hints import TResourceNestedHints
 
 from .catalog import EMITTED_ONCE, SHAPES
-from .lakehouse import MERGING_FORMATS, open_table_format
+from .lakehouse import LOAD_ID, MERGING_FORMATS, open_table_format
 from .schema import ROOT, Shape
 
 
@@ -127,17 +128,19 @@ def arrow_hints(root: str, table: str, first_load: bool, table_format: str | Non
     tables there (`lakehouse.py`)."""
     disposition = write_disposition(root, first_load, table_format)
     open_format = open_table_format(table_format)
+    # `_dlt_load_id` (`arrow.arrow_items`) declared as dlt declares the one it adds itself
+    columns = {**arrow_columns(root, table), LOAD_ID: dlt_load_id_column()}
     if table == root or open_format:
         return dlt.mark.make_hints(
             table_name=table,
             primary_key="id" if table == root else "_dlt_id",
             write_disposition=disposition,
-            columns=arrow_columns(root, table),
+            columns=columns,
             table_format=open_format,
         )
     return dlt.mark.make_hints(
         table_name=table,
         merge_key="_dlt_root_id",
         write_disposition="append" if disposition == "append" else "merge",
-        columns=arrow_columns(root, table),
+        columns=columns,
     )

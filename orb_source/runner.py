@@ -28,9 +28,9 @@ from dlt.pipeline.progress import TCollectorArg
 from filelock import FileLock, Timeout
 
 from .account import check_account
+from .arrow import quiet_declared_hints
 from .catalog import EMITTED_ONCE, TABLES, read_together
 from .client import (
-    DEFAULT_BASE_URL,
     MAX_ATTEMPTS,
     REQUEST_TIMEOUT,
     OrbClient,
@@ -51,7 +51,7 @@ from .lakehouse import (
 )
 from .packages import discarded_when_unloadable
 from .reporting import create_views
-from .source import SourceOptions, orb
+from .source import SourceOptions, orb, orb_credentials
 from .summary import captured_warnings, location, render, to_json
 from .sweep import remove_replayed_rows, remove_unrecorded_rows, sweep_deletions
 
@@ -94,15 +94,6 @@ class RunReport:
     def to_json(self) -> dict[str, Any]:
         """The `--summary-json` document (README, "Monitoring")."""
         return to_json(self)
-
-
-def orb_credentials() -> tuple[str, str]:
-    """The API key and base URL as the contract resolves them: Orb's env vars, then dlt's."""
-    api_key = os.environ.get("ORB_API_KEY") or dlt.secrets.get("sources.orb.api_key") or ""
-    base_url = (
-        os.environ.get("ORB_BASE_URL") or dlt.config.get("sources.orb.base_url") or DEFAULT_BASE_URL
-    )
-    return str(api_key), str(base_url)
 
 
 def make_pipeline(
@@ -246,6 +237,8 @@ def run_pipeline(
         recovered = finish_pending(pipeline)
         stats, drift = RequestStats(), set[str]()
         source = orb(
+            api_key,
+            base_url,
             full_refresh=full_refresh,
             start_date=start_date,
             stats=stats,
@@ -259,12 +252,13 @@ def run_pipeline(
         before: dict[str, set[str]] = (
             loaded_columns(pipeline.default_schema) if pipeline.default_schema_name else {}
         )
-        extract_info = pipeline.extract(
-            source,
-            workers=len(source.resources) + 2,
-            loader_file_format=_file_format(pipeline),
-            refresh="drop_sources" if replace else None,
-        )
+        with quiet_declared_hints():
+            extract_info = pipeline.extract(
+                source,
+                workers=len(source.resources) + 2,
+                loader_file_format=_file_format(pipeline),
+                refresh="drop_sources" if replace else None,
+            )
         with discarded_when_unloadable(pipeline):
             normalize_info = pipeline.normalize()
             evolve_iceberg_tables(pipeline)

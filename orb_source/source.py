@@ -8,13 +8,13 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict, Unpack, cast
 
 import dlt
 from dlt.common.typing import TSecretStrValue
-from dlt.extract import DltResource
+from dlt.extract import DltResource, DltSource
 
-from .arrow import Held, arrow_items, quiet_declared_hints
+from .arrow import Held, arrow_items
 from .catalog import ARROW_TABLES, CATALOG, EMITTED_ONCE, PAGE_DECODERS, TABLES, Endpoint
 from .client import (
     DEFAULT_BASE_URL,
@@ -82,7 +82,9 @@ class Output:
         if not rows:
             return
         if table in self.arrow_tables:
-            yield from arrow_items(table, rows, table in self.first_loads, self.table_format)
+            load_id = dlt.current.load_package_state()["load_id"]
+            first_load = table in self.first_loads
+            yield from arrow_items(table, rows, first_load, self.table_format, load_id)
         else:
             yield rows
 
@@ -97,12 +99,50 @@ def _first_copies(rows: list[Row], seen: set[str]) -> list[Row]:
     return fresh
 
 
+class OrbOptions(SourceOptions, total=False):
+    """Every setting of `orb()` but the credentials; see `orb_tables` for each."""
+
+    start_date: str | None
+    full_refresh: bool
+    stats: RequestStats | None
+    schema_changes: set[str] | None
+    first_load_tables: Collection[str]
+    table_format: str | None
+
+
+def orb(
+    api_key: str | None = None, base_url: str | None = None, **options: Unpack[OrbOptions]
+) -> DltSource:
+    """The `orb` dlt source: every Orb table of the contract, kept equal to the API's state.
+
+    Args:
+        api_key: Orb API key; else `ORB_API_KEY`, else dlt's `sources.orb.api_key`.
+        base_url: API root; else `ORB_BASE_URL`, else `sources.orb.base_url`, else Orb's.
+        **options: the other arguments of `orb_tables`, which dlt takes from
+            `sources.orb.<name>` (`SOURCES__ORB__MAX_ATTEMPTS`, config.toml) when not given.
+
+    dlt would give a configured key precedence over nothing but its own default, so the
+    credentials are resolved here (`orb_credentials`) and passed on explicitly: dlt injects
+    only the arguments a call leaves out.
+    """
+    api_key, base_url = orb_credentials(api_key, base_url)
+    return orb_tables(api_key=api_key, base_url=base_url, **options)
+
+
+def orb_credentials(api_key: str | None = None, base_url: str | None = None) -> tuple[str, str]:
+    """The API key and base URL as the contract resolves them: an explicit argument, then
+    Orb's env vars, then dlt's `sources.orb.*` (README, "Configuration")."""
+    api_key = api_key or os.environ.get("ORB_API_KEY") or dlt.secrets.get("sources.orb.api_key")
+    base_url = base_url or os.environ.get("ORB_BASE_URL") or dlt.config.get("sources.orb.base_url")
+    return str(api_key or ""), str(base_url or DEFAULT_BASE_URL)
+
+
 # `root_key`: dlt's nested tables keep `_dlt_root_id` even when a first load appends, so the
 # next run can merge into them.
 @dlt.source(name="orb", max_table_nesting=2, root_key=True)
-def orb(
-    api_key: TSecretStrValue | None = dlt.secrets.value,
-    base_url: str | None = dlt.config.value,
+def orb_tables(
+    api_key: TSecretStrValue,
+    base_url: str,
     start_date: str | None = None,
     full_refresh: bool = False,
     full_refresh_every_days: int | None = 7,
@@ -117,11 +157,11 @@ def orb(
     first_load_tables: Collection[str] = (),
     table_format: str | None = None,
 ) -> list[DltResource]:
-    """Every Orb table of the contract, kept equal to the API's current state.
+    """The source behind `orb()`, which resolves the credentials; dlt injects the others.
 
     Args:
-        api_key: Orb API key; `ORB_API_KEY` wins over dlt's `sources.orb.api_key`.
-        base_url: API root; `ORB_BASE_URL` wins over `sources.orb.base_url`.
+        api_key: Orb API key, never taken from dlt's config here (no default): see `orb()`.
+        base_url: API root, likewise.
         start_date: ISO date; closed history dated before it is skipped on full listings
             (README, "Start date"); open objects are always loaded.
         full_refresh: re-read everything and detect every deletion this run.
@@ -141,10 +181,14 @@ def orb(
             them); those whose objects reach the load once are appended instead of merged.
         table_format: `delta`, `iceberg` or `parquet` on the filesystem destination
             (`lakehouse.py`): Delta and Iceberg tables are merged by upsert, Parquet appended.
+
+    The client and the thread pools open when the first resource starts reading and close
+    when the last one ends (`SyncContext.lease`); building the source changes nothing
+    outside it.
     """
     client = OrbClient(
-        os.environ.get("ORB_API_KEY") or api_key or "",
-        os.environ.get("ORB_BASE_URL") or base_url or DEFAULT_BASE_URL,
+        api_key,
+        base_url,
         rate_limits=RateLimits(read_rate_limit, credit_balance_rate_limit),
         decoders=PAGE_DECODERS,
         max_concurrency=max_concurrency,
@@ -163,9 +207,6 @@ def orb(
         max_concurrency=max_concurrency,
         schema_changes=set() if schema_changes is None else schema_changes,
     )
-    if arrow:
-        dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
-        quiet_declared_hints()
     if table_format in MERGING_FORMATS:
         propagate_load_id(dlt.current.source_schema())
     output = Output(
@@ -231,40 +272,47 @@ def transformed(
 
 
 def table_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Callable[[], Iterator[Any]]:
-    """The generator behind one resource: its strategy's pages, shaped into rows."""
+    """The generator behind one resource: its strategy's pages, shaped into rows, read
+    under a lease on the client and pools (`SyncContext.lease`)."""
 
     def rows() -> Iterator[Any]:
-        started, read, children = time.monotonic(), 0, 0
-        batch: list[Row] = []
-        ctx.bind(dlt.current.source_state())
-        fitting = Fitting()
-        held = Held()
-        pages = endpoint_pages(ctx, endpoint, listing_state(endpoint))
-        for customer_id, page in counted_for(endpoint.table, pages):
-            shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
-            _warn_drift(endpoint.table, shaped, ctx.schema_changes)
-            _fit_numbers(endpoint, shaped, fitting)
-            read += len(shaped)
-            if endpoint.child_table:
-                children += sum(len(row.get(endpoint.child_table.field) or ()) for row in shaped)
-            batch.extend(shaped)
-            if len(batch) >= BATCH_ROWS:
-                yield from held.add(output.emit(endpoint.table, batch))
-                batch = []
-        yield from held.add(output.emit(endpoint.table, batch))
-        yield from held.flush()
-        fitting.report()
-        also = f" (and {children:,} {endpoint.child_table.table})" if endpoint.child_table else ""
-        logger.info(
-            "%s: %s rows read%s, %s requests, %.1f s",
-            endpoint.table,
-            f"{read:,}",
-            also,
-            f"{ctx.client.stats.by_table.get(endpoint.table, 0):,}",
-            time.monotonic() - started,
-        )
+        with ctx.lease():
+            yield from shaped_rows(ctx, endpoint, output)
 
     return rows
+
+
+def shaped_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Iterator[Any]:
+    """The endpoint's rows as its strategy reads them, handed to dlt in batches."""
+    started, read, children = time.monotonic(), 0, 0
+    batch: list[Row] = []
+    ctx.bind(dlt.current.source_state())
+    fitting = Fitting()
+    held = Held()
+    pages = endpoint_pages(ctx, endpoint, listing_state(endpoint))
+    for customer_id, page in counted_for(endpoint.table, pages):
+        shaped = to_rows(page, endpoint.links, ctx.started_at, customer_id)
+        _warn_drift(endpoint.table, shaped, ctx.schema_changes)
+        _fit_numbers(endpoint, shaped, fitting)
+        read += len(shaped)
+        if endpoint.child_table:
+            children += sum(len(row.get(endpoint.child_table.field) or ()) for row in shaped)
+        batch.extend(shaped)
+        if len(batch) >= BATCH_ROWS:
+            yield from held.add(output.emit(endpoint.table, batch))
+            batch = []
+    yield from held.add(output.emit(endpoint.table, batch))
+    yield from held.flush()
+    fitting.report()
+    also = f" (and {children:,} {endpoint.child_table.table})" if endpoint.child_table else ""
+    logger.info(
+        "%s: %s rows read%s, %s requests, %.1f s",
+        endpoint.table,
+        f"{read:,}",
+        also,
+        f"{ctx.client.stats.by_table.get(endpoint.table, 0):,}",
+        time.monotonic() - started,
+    )
 
 
 def listing_state(endpoint: Endpoint) -> ListingState:

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -75,6 +76,7 @@ class SyncContext:
     _customer_pages: list[Page] | None = field(default=None, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _customers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _leases: int = field(default=0, repr=False)
 
     def is_full(self, state: State) -> bool:
         """A full listing on request, on first sync, and when the periodic sweep is due."""
@@ -123,9 +125,32 @@ class SyncContext:
             raise RuntimeError("no source state to record in: bind one before reading")
         return self.state
 
+    @contextmanager
+    def lease(self) -> Iterator[None]:
+        """Held by each resource while it reads: the first opens the client (again, when dlt
+        ran the resources before it to their end) and the last to end, done or failed, closes
+        it and the pools."""
+        with self._pools_lock:
+            if self._leases == 0:
+                self.client.open()
+            self._leases += 1
+        try:
+            yield
+        finally:
+            with self._pools_lock:
+                self._leases -= 1
+                if self._leases == 0:
+                    self._close()
+
     def close(self) -> None:
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+        """The pools and the client, for a context used without leases (`reconcile`)."""
+        with self._pools_lock:
+            self._close()
+
+    def _close(self) -> None:
+        while self._pools:
+            self._pools.popitem()[1].shutdown(wait=False, cancel_futures=True)
+        self.client.close()
 
 
 class Watermark:
