@@ -57,10 +57,10 @@ class Load:
 
 
 def arrow_option() -> tuple[bool, object]:
-    """Whether `orb()` takes `arrow`, and its default."""
-    from orb_source.source import orb
+    """Whether `orb()` takes `arrow`, and its default (declared by the dlt source behind it)."""
+    from orb_source.source import orb_tables
 
-    parameter = inspect.signature(orb).parameters.get("arrow")
+    parameter = inspect.signature(orb_tables).parameters.get("arrow")
     if parameter is None:
         return False, None
     return True, parameter.default

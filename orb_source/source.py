@@ -42,7 +42,7 @@ BATCH_ROWS = 1_000
 
 class SourceOptions(TypedDict, total=False):
     """The settings of `orb()` a caller of `runner.run_pipeline` may give; the others the
-    runner sets itself (credentials, start date, state). Defaults are `orb()`'s."""
+    runner sets itself (credentials, start date, state). Defaults are `orb_tables`'."""
 
     full_refresh_every_days: int | None
     max_concurrency: int
@@ -121,9 +121,9 @@ def orb(
         **options: the other arguments of `orb_tables`, which dlt takes from
             `sources.orb.<name>` (`SOURCES__ORB__MAX_ATTEMPTS`, config.toml) when not given.
 
-    dlt would give a configured key precedence over nothing but its own default, so the
-    credentials are resolved here (`orb_credentials`) and passed on explicitly: dlt injects
-    only the arguments a call leaves out.
+    dlt fills a source's arguments from its config and cannot tell a configured value from
+    one passed in, so the credentials are resolved here (`orb_credentials`) and passed on
+    explicitly: dlt injects only the arguments a call leaves out.
     """
     api_key, base_url = orb_credentials(api_key, base_url)
     return orb_tables(api_key=api_key, base_url=base_url, **options)
