@@ -16,7 +16,7 @@ from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account, simulate_day
 from tests.cli import run_cli
 from tests.conftest import SANDBOX_NOW, serving
-from tests.warehouse import assert_mirror, fetch_table, query
+from tests.warehouse import assert_mirror, fetch_table, query, reading
 
 
 @pytest.fixture
@@ -26,18 +26,20 @@ def other_account() -> Account:
 
 def dataset_snapshot(pipeline: dlt.Pipeline, dataset: str = "orb") -> dict[str, list[str]]:
     """Every table of the dataset, dlt's own included, as sorted rows."""
-    tables = [
-        name
-        for (name,) in query(
-            pipeline,
-            f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{dataset}'",
-        )
-    ]
-    assert "customers" in tables and "_dlt_pipeline_state" in tables
-    return {
-        table: sorted(repr(row) for row in query(pipeline, f"SELECT * FROM {{{table}}}"))
-        for table in tables
-    }
+    with reading(pipeline):
+        tables = [
+            name
+            for (name,) in query(
+                pipeline,
+                "SELECT table_name FROM information_schema.tables"
+                f" WHERE table_schema = '{dataset}'",
+            )
+        ]
+        assert "customers" in tables and "_dlt_pipeline_state" in tables
+        return {
+            table: sorted(repr(row) for row in query(pipeline, f"SELECT * FROM {{{table}}}"))
+            for table in tables
+        }
 
 
 def saved_state(pipeline_name: str = "orb_billing") -> dict[str, Any]:
@@ -48,9 +50,10 @@ def saved_state(pipeline_name: str = "orb_billing") -> dict[str, Any]:
 
 def only_live_rows(pipeline: dlt.Pipeline, account: Account) -> None:
     """Exactly the account's objects, no rows of any other account, not even deleted ones."""
-    assert_mirror(pipeline, account)
-    for table in TABLES:
-        assert set(fetch_table(pipeline, table)) == set(account.objects(table)), table
+    with reading(pipeline):
+        assert_mirror(pipeline, account)
+        for table in TABLES:
+            assert set(fetch_table(pipeline, table)) == set(account.objects(table)), table
 
 
 def test_another_account_is_refused_before_anything_is_written(

@@ -13,19 +13,20 @@ import pytest
 from orb_source.catalog import EMITTED_ONCE, TABLES
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
-from tests.warehouse import assert_mirror, fetch_table, query
+from tests.warehouse import assert_mirror, fetch_table, query, reading
 
 VOLATILE = {"synced_at", "_dlt_load_id", "_dlt_id"}
 
 
 def table_contents(pipeline: dlt.Pipeline) -> dict[str, dict[str, dict[str, Any]]]:
-    return {
-        table: {
-            row_id: {k: v for k, v in row.items() if k not in VOLATILE}
-            for row_id, row in fetch_table(pipeline, table).items()
+    with reading(pipeline):
+        return {
+            table: {
+                row_id: {k: v for k, v in row.items() if k not in VOLATILE}
+                for row_id, row in fetch_table(pipeline, table).items()
+            }
+            for table in TABLES
         }
-        for table in TABLES
-    }
 
 
 def test_three_days_of_changes_then_a_quiet_run(
