@@ -16,6 +16,7 @@ from orb_source.demo import DEMO_FILE, DEMO_PIPELINE, demo_pipeline
 from orb_source.runner import make_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from tests.cli import run_cli
+from tests.conftest import restore_first_load
 from tests.warehouse import assert_mirror, fetch_table, reading
 
 DEMO_CUSTOMERS = "6"
@@ -68,9 +69,9 @@ def test_demo_then_run_in_one_folder(
 
 
 def test_run_then_demo_then_run_in_one_folder(
-    sandbox: SandboxServer, account: Account, tmp_path: Path
+    sandbox: SandboxServer, account: Account, tmp_path: Path, first_load: Path
 ) -> None:
-    run()
+    restore_first_load(first_load, account, tmp_path / "dlt" / "pipelines")
     state = saved_state("orb_billing")
     real_file = (tmp_path / "orb_billing.duckdb").read_bytes()
 
