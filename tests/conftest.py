@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -12,7 +14,8 @@ from typing import Any
 import dlt
 import pytest
 
-from orb_source.runner import make_pipeline
+from orb_source.catalog import TABLES
+from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account
 
 SANDBOX_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -20,19 +23,27 @@ SANDBOX_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 pytest_plugins = ["tests.postgres"]
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No Orb or dlt settings leak in from the developer's machine; files land in tmp_path."""
+def isolate(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Orb or dlt settings leak in from the developer's machine; files land in `folder`."""
     for name in list(os.environ):
         if name.startswith(("ORB_", "SOURCES__", "DESTINATION__")):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DLT_DATA_DIR", str(folder / "dlt"))
+    monkeypatch.chdir(folder)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate(tmp_path, monkeypatch)
+
+
+def default_account() -> Account:
+    return generate_account(customers=25, seed=7, now=SANDBOX_NOW)
 
 
 @pytest.fixture
 def account() -> Account:
-    return generate_account(customers=25, seed=7, now=SANDBOX_NOW)
+    return default_account()
 
 
 @contextmanager
@@ -55,3 +66,40 @@ def sandbox(account: Account, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandb
 @pytest.fixture
 def pipeline(tmp_path: Path) -> dlt.Pipeline:
     return make_pipeline(pipelines_dir=str(tmp_path / "pipelines"))
+
+
+def contents(account: Account) -> str:
+    return json.dumps({table: account.objects(table) for table in TABLES}, default=str)
+
+
+@pytest.fixture(scope="session")
+def first_load(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a first load of the default account: its DuckDB file and its pipeline
+    folder (`pipelines/`). A load costs 10-15 s and many tests start from one; each test
+    process makes it once and `loaded` copies it."""
+    folder = tmp_path_factory.mktemp("first_load")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate(folder, monkeypatch)
+        account = default_account()
+        with serving(account, monkeypatch):
+            run_pipeline(pipeline=make_pipeline(pipelines_dir=str(folder / "pipelines")))
+    (folder / "account.json").write_text(contents(account))
+    return folder
+
+
+def restore_first_load(first_load: Path, account: Account, pipelines_dir: Path) -> dlt.Pipeline:
+    """The first load's DuckDB file in the working directory, its pipeline in `pipelines_dir`
+    (the CLI's is `$DLT_DATA_DIR/pipelines`). `account` must be the account it loaded.
+    `make_pipeline` points the copy at this working directory's DuckDB file."""
+    assert contents(account) == (first_load / "account.json").read_text(), "not the account loaded"
+    shutil.copytree(first_load / "pipelines", pipelines_dir)
+    shutil.copy2(first_load / "orb_billing.duckdb", Path.cwd() / "orb_billing.duckdb")
+    return make_pipeline(pipelines_dir=str(pipelines_dir))
+
+
+@pytest.fixture
+def loaded(
+    first_load: Path, account: Account, sandbox: SandboxServer, tmp_path: Path
+) -> dlt.Pipeline:
+    """`pipeline` after a first load of `account`, served by `sandbox`."""
+    return restore_first_load(first_load, account, tmp_path / "pipelines")

@@ -15,8 +15,8 @@ from orb_source.catalog import TABLES
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account, simulate_day
 from tests.cli import run_cli
-from tests.conftest import SANDBOX_NOW, serving
-from tests.warehouse import assert_mirror, fetch_table, query
+from tests.conftest import SANDBOX_NOW, restore_first_load, serving
+from tests.warehouse import assert_mirror, fetch_table, query, reading
 
 
 @pytest.fixture
@@ -26,18 +26,20 @@ def other_account() -> Account:
 
 def dataset_snapshot(pipeline: dlt.Pipeline, dataset: str = "orb") -> dict[str, list[str]]:
     """Every table of the dataset, dlt's own included, as sorted rows."""
-    tables = [
-        name
-        for (name,) in query(
-            pipeline,
-            f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{dataset}'",
-        )
-    ]
-    assert "customers" in tables and "_dlt_pipeline_state" in tables
-    return {
-        table: sorted(repr(row) for row in query(pipeline, f"SELECT * FROM {{{table}}}"))
-        for table in tables
-    }
+    with reading(pipeline):
+        tables = [
+            name
+            for (name,) in query(
+                pipeline,
+                "SELECT table_name FROM information_schema.tables"
+                f" WHERE table_schema = '{dataset}'",
+            )
+        ]
+        assert "customers" in tables and "_dlt_pipeline_state" in tables
+        return {
+            table: sorted(repr(row) for row in query(pipeline, f"SELECT * FROM {{{table}}}"))
+            for table in tables
+        }
 
 
 def saved_state(pipeline_name: str = "orb_billing") -> dict[str, Any]:
@@ -48,9 +50,10 @@ def saved_state(pipeline_name: str = "orb_billing") -> dict[str, Any]:
 
 def only_live_rows(pipeline: dlt.Pipeline, account: Account) -> None:
     """Exactly the account's objects, no rows of any other account, not even deleted ones."""
-    assert_mirror(pipeline, account)
-    for table in TABLES:
-        assert set(fetch_table(pipeline, table)) == set(account.objects(table)), table
+    with reading(pipeline):
+        assert_mirror(pipeline, account)
+        for table in TABLES:
+            assert set(fetch_table(pipeline, table)) == set(account.objects(table)), table
 
 
 def test_another_account_is_refused_before_anything_is_written(
@@ -59,8 +62,9 @@ def test_another_account_is_refused_before_anything_is_written(
     other_account: Account,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    first_load: Path,
 ) -> None:
-    assert run_cli("run").returncode == 0
+    restore_first_load(first_load, account, tmp_path / "dlt" / "pipelines")
     pipeline = make_pipeline()
     before, state_before = dataset_snapshot(pipeline), saved_state()
     file_before = (tmp_path / "orb_billing.duckdb").read_bytes()
@@ -84,9 +88,14 @@ def test_another_account_is_refused_before_anything_is_written(
 
 
 def test_full_refresh_replaces_the_dataset_with_the_new_account(
-    sandbox: SandboxServer, other_account: Account, monkeypatch: pytest.MonkeyPatch
+    sandbox: SandboxServer,
+    account: Account,
+    other_account: Account,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    first_load: Path,
 ) -> None:
-    assert run_cli("run").returncode == 0
+    restore_first_load(first_load, account, tmp_path / "dlt" / "pipelines")
 
     with serving(other_account, monkeypatch):
         result = run_cli("run", "--full-refresh")
@@ -102,8 +111,10 @@ def test_a_second_account_loads_apart_with_its_own_dataset_name(
     account: Account,
     other_account: Account,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    first_load: Path,
 ) -> None:
-    assert run_cli("run").returncode == 0
+    restore_first_load(first_load, account, tmp_path / "dlt" / "pipelines")
     before = dataset_snapshot(make_pipeline())
 
     with serving(other_account, monkeypatch):
@@ -133,22 +144,21 @@ def test_a_rotated_key_of_the_same_account_runs_normally(
 
 
 def test_deleting_the_oldest_customers_does_not_break_the_binding(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
-    run_pipeline(pipeline=pipeline)
-    first = pipeline.state["sources"]["orb"]["account"]["customers"]
+    first = loaded.state["sources"]["orb"]["account"]["customers"]
     assert len(first) == ANCHORS
 
     with account.lock:
         for customer_id in first[:-1]:
             account.delete_customer(customer_id)
-    run_pipeline(pipeline=pipeline)
+    run_pipeline(pipeline=loaded)
     with account.lock:
         account.delete_customer(first[-1])
-    run_pipeline(pipeline=pipeline)
+    run_pipeline(pipeline=loaded)
 
-    assert_mirror(pipeline, account)
-    assert pipeline.state["sources"]["orb"]["account"]["customers"] == oldest(
+    assert_mirror(loaded, account)
+    assert loaded.state["sources"]["orb"]["account"]["customers"] == oldest(
         account.objects("customers").values()
     )
 
@@ -164,45 +174,45 @@ def test_generated_accounts_have_different_fingerprints(
 
 
 def test_a_state_without_a_fingerprint_is_adopted(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
-    run_pipeline(pipeline=pipeline)
-    forget_fingerprint(pipeline)
+    forget_fingerprint(loaded)
     with account.lock:
         simulate_day(account, random.Random(9))
 
-    run_pipeline(pipeline=pipeline)
+    run_pipeline(pipeline=loaded)
 
-    assert_mirror(pipeline, account)
-    assert pipeline.state["sources"]["orb"]["account"]["customers"]
+    assert_mirror(loaded, account)
+    assert loaded.state["sources"]["orb"]["account"]["customers"]
 
 
 def test_a_dataset_of_another_account_is_refused_even_without_a_fingerprint(
     sandbox: SandboxServer,
     other_account: Account,
     monkeypatch: pytest.MonkeyPatch,
-    pipeline: dlt.Pipeline,
+    loaded: dlt.Pipeline,
 ) -> None:
     """Data loaded by an older version (the old demo wrote the same file) names its account
     by the customers it holds."""
-    run_pipeline(pipeline=pipeline)
-    forget_fingerprint(pipeline)
-    before = dataset_snapshot(pipeline)
+    forget_fingerprint(loaded)
+    before = dataset_snapshot(loaded)
 
     with serving(other_account, monkeypatch), pytest.raises(Exception, match="another Orb"):
-        run_pipeline(pipeline=pipeline)
+        run_pipeline(pipeline=loaded)
 
-    assert dataset_snapshot(pipeline) == before
+    assert dataset_snapshot(loaded) == before
 
 
 def test_a_new_pipeline_folder_restores_the_fingerprint_from_the_destination(
     sandbox: SandboxServer,
+    account: Account,
     other_account: Account,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    first_load: Path,
 ) -> None:
+    restore_first_load(first_load, account, tmp_path / "first")
     first = make_pipeline(pipelines_dir=str(tmp_path / "first"))
-    run_pipeline(pipeline=first)
     before = dataset_snapshot(first)
 
     fresh = make_pipeline(pipelines_dir=str(tmp_path / "fresh"))

@@ -8,7 +8,6 @@ import random
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import dlt
@@ -33,7 +32,11 @@ from orb_source.precision import Fitting, fit_rows
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from orb_source.transform import split_children, to_rows, without_field
-from tests.warehouse import assert_mirror, query
+from tests.conftest import default_account, isolate, serving
+from tests.warehouse import assert_mirror, query, reading
+
+# The module's tests share a loaded fixture: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("arrow_path")
 
 
 def column_types(pipeline: dlt.Pipeline) -> dict[tuple[str, str], str]:
@@ -68,35 +71,42 @@ def contents(pipeline: dlt.Pipeline, table: str) -> Counter[tuple[Any, ...]]:
     return Counter(tuple(map(str, row)) for row in query(pipeline, sql))
 
 
-@pytest.fixture
-def both_paths(
-    sandbox: SandboxServer, account: Account, tmp_path: Path
-) -> tuple[dlt.Pipeline, dlt.Pipeline]:
-    arrow = make_pipeline(dataset_name="orb_arrow", pipelines_dir=str(tmp_path / "arrow"))
-    dicts = make_pipeline(dataset_name="orb_dicts", pipelines_dir=str(tmp_path / "dicts"))
-    rng = random.Random(3)
-    for day in range(2):
-        if day:
-            with account.lock:
-                simulate_day(account, rng)
-        run_pipeline(pipeline=arrow, arrow=True)
-        run_pipeline(pipeline=dicts, arrow=False)
-    return arrow, dicts
+BothPaths = tuple[dlt.Pipeline, dlt.Pipeline, Account]
 
 
-def test_same_tables_columns_and_types(both_paths: tuple[dlt.Pipeline, dlt.Pipeline]) -> None:
-    arrow, dicts = both_paths
+@pytest.fixture(scope="module")
+def both_paths(tmp_path_factory: pytest.TempPathFactory) -> BothPaths:
+    """The account loaded by each path, then a day of changes: loaded once for the tests that
+    only read it."""
+    folder = tmp_path_factory.mktemp("both_paths")
+    account = default_account()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate(folder, monkeypatch)
+        with serving(account, monkeypatch):
+            arrow = make_pipeline(dataset_name="orb_arrow", pipelines_dir=str(folder / "arrow"))
+            dicts = make_pipeline(dataset_name="orb_dicts", pipelines_dir=str(folder / "dicts"))
+            rng = random.Random(3)
+            for day in range(2):
+                if day:
+                    with account.lock:
+                        simulate_day(account, rng)
+                run_pipeline(pipeline=arrow, arrow=True)
+                run_pipeline(pipeline=dicts, arrow=False)
+    return arrow, dicts, account
+
+
+def test_same_tables_columns_and_types(both_paths: BothPaths) -> None:
+    arrow, dicts, _ = both_paths
     assert arrow_family(arrow) == arrow_family(dicts)
     assert len(arrow_family(arrow)) >= 7
     assert column_types(arrow) == column_types(dicts)
 
 
-def test_same_rows_after_a_day_of_changes(
-    both_paths: tuple[dlt.Pipeline, dlt.Pipeline], account: Account
-) -> None:
-    arrow, dicts = both_paths
-    for table in arrow_family(arrow):
-        assert contents(arrow, table) == contents(dicts, table), table
+def test_same_rows_after_a_day_of_changes(both_paths: BothPaths) -> None:
+    arrow, dicts, account = both_paths
+    with reading(arrow), reading(dicts):
+        for table in arrow_family(arrow):
+            assert contents(arrow, table) == contents(dicts, table), table
     assert_mirror(arrow, account)
 
 

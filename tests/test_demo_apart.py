@@ -16,7 +16,8 @@ from orb_source.demo import DEMO_FILE, DEMO_PIPELINE, demo_pipeline
 from orb_source.runner import make_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from tests.cli import run_cli
-from tests.warehouse import assert_mirror, fetch_table
+from tests.conftest import restore_first_load
+from tests.warehouse import assert_mirror, fetch_table, reading
 
 DEMO_CUSTOMERS = "6"
 
@@ -34,10 +35,11 @@ def run() -> None:
 
 def exact_mirror(pipeline: dlt.Pipeline, account: Account) -> None:
     """The account's objects and the ones it deleted, nothing of the demo's account."""
-    assert_mirror(pipeline, account)
-    for table in TABLES:
-        loaded = set(fetch_table(pipeline, table))
-        assert loaded <= set(account.objects(table)) | account.gone(table), table
+    with reading(pipeline):
+        assert_mirror(pipeline, account)
+        for table in TABLES:
+            loaded = set(fetch_table(pipeline, table))
+            assert loaded <= set(account.objects(table)) | account.gone(table), table
 
 
 def saved_state(pipeline_name: str) -> dict[str, Any]:
@@ -57,7 +59,8 @@ def test_demo_then_run_in_one_folder(
 
     pipeline = make_pipeline()
     exact_mirror(pipeline, account)
-    loaded = {table: len(fetch_table(pipeline, table)) for table in TABLES}
+    with reading(pipeline):
+        loaded = {table: len(fetch_table(pipeline, table)) for table in TABLES}
     assert loaded == {table: len(account.objects(table)) for table in TABLES}, "a full first load"
     assert (
         saved_state("orb_billing")["sources"]["orb"]["account"]
@@ -66,9 +69,9 @@ def test_demo_then_run_in_one_folder(
 
 
 def test_run_then_demo_then_run_in_one_folder(
-    sandbox: SandboxServer, account: Account, tmp_path: Path
+    sandbox: SandboxServer, account: Account, tmp_path: Path, first_load: Path
 ) -> None:
-    run()
+    restore_first_load(first_load, account, tmp_path / "dlt" / "pipelines")
     state = saved_state("orb_billing")
     real_file = (tmp_path / "orb_billing.duckdb").read_bytes()
 

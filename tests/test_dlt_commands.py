@@ -15,6 +15,7 @@ from dlt.pipeline.helpers import pipeline_drop
 
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
+from tests.conftest import restore_first_load
 from tests.warehouse import assert_mirror
 
 
@@ -39,12 +40,11 @@ def line_items(account: Account) -> int:
 
 
 def test_dlt_drop_of_invoices_reloads_them_in_full(
-    sandbox: SandboxServer, account: Account, tmp_path: Path
+    sandbox: SandboxServer, account: Account, tmp_path: Path, first_load: Path
 ) -> None:
     """`dlt pipeline orb_billing drop invoices` resets the invoice listing's cursors and open
     set: the next run lists every invoice again instead of only what changed."""
-    pipeline = make_pipeline()
-    run_pipeline(pipeline=pipeline)
+    restore_first_load(first_load, account, tmp_path / "dlt" / "pipelines")
     with account.lock:
         simulate_day(account, random.Random(3))
 
@@ -59,11 +59,10 @@ def test_dlt_drop_of_invoices_reloads_them_in_full(
 
 
 def test_dropping_line_items_alone_also_resets_their_shared_cursor(
-    sandbox: SandboxServer, account: Account, tmp_path: Path
+    sandbox: SandboxServer, account: Account, tmp_path: Path, first_load: Path
 ) -> None:
     """Invoices and their line items come from one listing; dropping either table resets it."""
-    pipeline = make_pipeline()
-    run_pipeline(pipeline=pipeline)
+    pipeline = restore_first_load(first_load, account, tmp_path / "dlt" / "pipelines")
     with account.lock:
         simulate_day(account, random.Random(4))
 
@@ -75,9 +74,9 @@ def test_dropping_line_items_alone_also_resets_their_shared_cursor(
 
 
 def test_dlt_info_trace_and_sync_work_on_the_pipeline(
-    sandbox: SandboxServer, account: Account, tmp_path: Path
+    sandbox: SandboxServer, account: Account, tmp_path: Path, first_load: Path
 ) -> None:
-    run_pipeline(pipeline=make_pipeline())
+    restore_first_load(first_load, account, tmp_path / "dlt" / "pipelines")
 
     info = dlt_cli("pipeline", "orb_billing", "-v", "info", cwd=tmp_path)
     assert info.returncode == 0, info.stderr
@@ -99,12 +98,10 @@ def test_dlt_info_trace_and_sync_work_on_the_pipeline(
 
 
 def test_pipeline_dataset_reads_the_tables_as_arrow(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
     """dlt's data access API, with the DuckDB versions the pins allow."""
-    run_pipeline(pipeline=pipeline)
-
-    invoices = pipeline.dataset().invoices.arrow()
+    invoices = loaded.dataset().invoices.arrow()
 
     assert invoices.num_rows == len(account.objects("invoices"))
     assert str(invoices.schema.field("total").type).startswith("decimal128(")

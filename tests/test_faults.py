@@ -17,7 +17,7 @@ from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, Fault, SandboxServer, generate_account
 from tests.cli import run_cli
 from tests.conftest import SANDBOX_NOW, serving
-from tests.warehouse import assert_mirror, fetch_table
+from tests.warehouse import assert_mirror, fetch_table, reading
 
 FAST: dict[str, Any] = {
     "request_timeout": 1.0,
@@ -404,7 +404,8 @@ def owner_of(account: Account, obj: dict[str, Any]) -> str | None:
 
 def rows_of(pipeline: dlt.Pipeline, customer_id: str) -> dict[str, list[tuple[str, Any]]]:
     """(id, deleted_at) of the customer's rows in every customer-side table, by table."""
-    tables = {table: fetch_table(pipeline, table) for table in CUSTOMER_SIDE}
+    with reading(pipeline):
+        tables = {table: fetch_table(pipeline, table) for table in CUSTOMER_SIDE}
     invoices = {i for i, row in tables["invoices"].items() if row["customer_id"] == customer_id}
 
     def mine(table: str, row_id: str, row: dict[str, Any]) -> bool:

@@ -34,32 +34,29 @@ def test_full_load_mirrors_every_table(
 
 
 def test_invoices_of_every_status_and_totals_to_the_cent(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
-    run_pipeline(pipeline=pipeline)
-
-    statuses = dict(query(pipeline, "SELECT status, count(*) FROM {invoices} GROUP BY 1"))
+    statuses = dict(query(loaded, "SELECT status, count(*) FROM {invoices} GROUP BY 1"))
     expected = {}
     for invoice in account.objects("invoices").values():
         expected[invoice["status"]] = expected.get(invoice["status"], 0) + 1
     assert set(statuses) == {"draft", "issued", "paid", "synced", "void"}
     assert statuses == expected
-    [(total,)] = query(pipeline, "SELECT sum(total) FROM {invoices}")
+    [(total,)] = query(loaded, "SELECT sum(total) FROM {invoices}")
     assert isinstance(total, Decimal)
     assert total == sum(Decimal(i["total"]) for i in account.objects("invoices").values())
-    [(ledger,)] = query(pipeline, "SELECT sum(amount) FROM {credit_ledger_entries}")
+    [(ledger,)] = query(loaded, "SELECT sum(amount) FROM {credit_ledger_entries}")
     entries = account.objects("credit_ledger_entries").values()
     assert ledger == sum(Decimal(str(e["amount"])) for e in entries)
 
 
-def test_declared_types(sandbox: SandboxServer, pipeline: dlt.Pipeline) -> None:
-    run_pipeline(pipeline=pipeline)
+def test_declared_types(sandbox: SandboxServer, loaded: dlt.Pipeline) -> None:
     types = {
         (table, column): data_type
         for table, column, data_type in query(
-            pipeline,
+            loaded,
             "SELECT table_name, column_name, data_type FROM information_schema.columns"
-            f" WHERE table_schema = '{pipeline.dataset_name}'",
+            f" WHERE table_schema = '{loaded.dataset_name}'",
         )
     }
 
@@ -89,22 +86,21 @@ def test_declared_types(sandbox: SandboxServer, pipeline: dlt.Pipeline) -> None:
     for table in TABLES:
         assert types[(table, "deleted_at")] == "TIMESTAMP WITH TIME ZONE"
         assert types[(table, "id")] == "VARCHAR"
-    [(never_set,)] = query(pipeline, "SELECT count(payment_failed_at) FROM {invoices}")
+    [(never_set,)] = query(loaded, "SELECT count(payment_failed_at) FROM {invoices}")
     assert never_set == 0, "the column exists although every value is NULL"
 
 
 def test_links_replace_embedded_copies(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
-    run_pipeline(pipeline=pipeline)
-    subscriptions = fetch_table(pipeline, "subscriptions")
+    subscriptions = fetch_table(loaded, "subscriptions")
     columns = set(next(iter(subscriptions.values())))
 
     assert {"customer_id", "plan_id"} <= columns
     assert not any(column.startswith(("customer__", "plan__")) for column in columns)
     for sub_id, sub in account.objects("subscriptions").items():
         assert subscriptions[sub_id]["customer_id"] == sub["customer"]["id"]
-    line_items = fetch_table(pipeline, "invoice_line_items")
+    line_items = fetch_table(loaded, "invoice_line_items")
     for line_id, line in account.objects("invoice_line_items").items():
         assert line_items[line_id]["invoice_id"] == line["invoice_id"]
 

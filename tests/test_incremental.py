@@ -13,55 +13,55 @@ import pytest
 from orb_source.catalog import EMITTED_ONCE, TABLES
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
-from tests.warehouse import assert_mirror, fetch_table, query
+from tests.conftest import restore_first_load
+from tests.warehouse import assert_mirror, fetch_table, query, reading
 
 VOLATILE = {"synced_at", "_dlt_load_id", "_dlt_id"}
 
 
 def table_contents(pipeline: dlt.Pipeline) -> dict[str, dict[str, dict[str, Any]]]:
-    return {
-        table: {
-            row_id: {k: v for k, v in row.items() if k not in VOLATILE}
-            for row_id, row in fetch_table(pipeline, table).items()
+    with reading(pipeline):
+        return {
+            table: {
+                row_id: {k: v for k, v in row.items() if k not in VOLATILE}
+                for row_id, row in fetch_table(pipeline, table).items()
+            }
+            for table in TABLES
         }
-        for table in TABLES
-    }
 
 
 def test_three_days_of_changes_then_a_quiet_run(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
-    run_pipeline(pipeline=pipeline)
-    assert_mirror(pipeline, account)
+    assert_mirror(loaded, account)
     rng = random.Random(2026)
 
     for _ in range(3):
         with account.lock:
             changes = simulate_day(account, rng)
         assert len(changes) >= 15
-        run_pipeline(pipeline=pipeline)
-        assert_mirror(pipeline, account)
+        run_pipeline(pipeline=loaded)
+        assert_mirror(loaded, account)
 
     for table in ("customers", "invoices", "invoice_line_items", "top_ups", "alerts"):
-        deleted = {i for i, row in fetch_table(pipeline, table).items() if row["deleted_at"]}
-        assert deleted and deleted == account.gone(table) & set(fetch_table(pipeline, table)), table
+        deleted = {i for i, row in fetch_table(loaded, table).items() if row["deleted_at"]}
+        assert deleted and deleted == account.gone(table) & set(fetch_table(loaded, table)), table
 
-    before = table_contents(pipeline)
-    run_pipeline(pipeline=pipeline)
-    assert table_contents(pipeline) == before
+    before = table_contents(loaded)
+    run_pipeline(pipeline=loaded)
+    assert table_contents(loaded) == before
 
 
 def test_a_new_destination_file_gets_a_full_sync_not_an_incremental_one(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline, tmp_path: Path
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline, tmp_path: Path
 ) -> None:
-    run_pipeline(pipeline=pipeline)
     (tmp_path / "orb_billing.duckdb").unlink()
     with account.lock:
         simulate_day(account, random.Random(7))
 
-    report = run_pipeline(pipeline=pipeline)
+    report = run_pipeline(pipeline=loaded)
 
-    assert_mirror(pipeline, account)
+    assert_mirror(loaded, account)
     loaded = {summary.table: summary.rows for summary in report.tables}
     assert loaded["invoices"] == len(account.objects("invoices"))
     assert "syncing from scratch" not in " ".join(report.schema_changes)
@@ -118,11 +118,11 @@ def test_a_first_load_appends_and_every_later_run_merges(
 
 
 def test_a_new_pipeline_folder_merges_into_the_tables_it_finds(
-    sandbox: SandboxServer, account: Account, tmp_path: Path
+    sandbox: SandboxServer, account: Account, tmp_path: Path, first_load: Path
 ) -> None:
     """A scheduler that starts every run without the last run's pipeline folder must not append
     a second copy of what the destination already holds."""
-    run_pipeline(pipeline=make_pipeline(pipelines_dir=str(tmp_path / "first")))
+    restore_first_load(first_load, account, tmp_path / "first")
     fresh = make_pipeline(pipelines_dir=str(tmp_path / "second"))
 
     run_pipeline(pipeline=fresh)
@@ -132,10 +132,10 @@ def test_a_new_pipeline_folder_merges_into_the_tables_it_finds(
 
 
 def test_a_run_in_a_new_pipeline_folder_takes_its_state_from_the_destination(
-    sandbox: SandboxServer, account: Account, tmp_path: Path
+    sandbox: SandboxServer, account: Account, tmp_path: Path, first_load: Path
 ) -> None:
     """A scheduler that runs each sync on a fresh machine still syncs incrementally."""
-    run_pipeline(pipeline=make_pipeline(pipelines_dir=str(tmp_path / "first")))
+    restore_first_load(first_load, account, tmp_path / "first")
     with account.lock:
         simulate_day(account, random.Random(5))
     fresh = make_pipeline(pipelines_dir=str(tmp_path / "second"))
@@ -148,11 +148,10 @@ def test_a_run_in_a_new_pipeline_folder_takes_its_state_from_the_destination(
 
 
 def test_an_incremental_run_reads_only_what_can_have_changed(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
     """Rows seen before are not read again; credit blocks are listed only where the ledger
     moved, and blocks awaiting payment elsewhere are re-read by id."""
-    run_pipeline(pipeline=pipeline)
     since = account.now - timedelta(hours=1)
     pending_before = {e["id"] for e in owned(account, "credit_ledger_entries") if e["pending"]}
     awaiting_payment = [
@@ -162,9 +161,9 @@ def test_an_incremental_run_reads_only_what_can_have_changed(
         simulate_day(account, random.Random(11))
     sandbox.reset_stats()
 
-    run_pipeline(pipeline=pipeline)
+    run_pipeline(pipeline=loaded)
 
-    assert_mirror(pipeline, account)
+    assert_mirror(loaded, account)
     rows, requests = sandbox.stats.rows_by_route, sandbox.stats.by_route
     new_txns = [t for t in owned(account, "customer_balance_transactions") if t["at"] >= since]
     assert rows["/customers/{id}/balance_transactions"] == len(new_txns) > 0
@@ -186,11 +185,10 @@ def test_an_incremental_run_reads_only_what_can_have_changed(
 
 
 def test_a_deleted_block_awaiting_payment_is_marked_deleted(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
     """Blocks awaiting payment are re-read by id; one that is gone (404) sends its customer
     back to a complete listing, so the sweep marks the block deleted."""
-    run_pipeline(pipeline=pipeline)
     since = account.now - timedelta(hours=1)
     moved = {e["customer"] for e in owned(account, "credit_ledger_entries") if e["at"] >= since}
     awaiting = [
@@ -204,10 +202,10 @@ def test_a_deleted_block_awaiting_payment_is_marked_deleted(
         account.now += timedelta(days=1)
     sandbox.reset_stats()
 
-    run_pipeline(pipeline=pipeline)
+    run_pipeline(pipeline=loaded)
 
-    assert_mirror(pipeline, account)
-    assert fetch_table(pipeline, "credit_blocks")[gone["id"]]["deleted_at"] is not None
+    assert_mirror(loaded, account)
+    assert fetch_table(loaded, "credit_blocks")[gone["id"]]["deleted_at"] is not None
     requests = sandbox.stats.by_route
     assert requests["/credit_blocks/{id}"] == len(awaiting)
     assert requests["/customers/{id}/credits"] == len(moved) + 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import dlt
@@ -16,8 +15,11 @@ from orb_source.precision import SCALE, Fitting, fit_rows, to_scale
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account
 from orb_source.sandbox.account import Number
-from tests.conftest import serving
+from tests.conftest import default_account, isolate, serving
 from tests.warehouse import query
+
+# The module's tests share a loaded fixture: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("precision")
 
 DOUBLES = [
     "542.6099999999999",
@@ -97,10 +99,15 @@ def _columns_sql(pipeline: dlt.Pipeline, table: str) -> str:
     )
 
 
-@pytest.fixture
-def loaded(
-    account: Account, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> tuple[dict[str, list[tuple[str, str]]], dict[bool, dlt.Pipeline], list[str]]:
+Loaded = tuple[dict[str, list[tuple[str, str]]], dict[bool, dlt.Pipeline], list[str]]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    """The account with Orb's extreme values placed, loaded by each path: once for the tests
+    that only read it."""
+    folder = tmp_path_factory.mktemp("precision")
+    account = default_account()
     placed = inject(account)
     warnings: list[str] = []
     handler = logging.Handler()
@@ -108,24 +115,26 @@ def loaded(
     logging.getLogger("orb_source").addHandler(handler)
     pipelines = {}
     try:
-        with serving(account, monkeypatch):
-            for arrow in (True, False):
-                pipelines[arrow] = make_pipeline(
-                    dataset_name=f"orb_{'arrow' if arrow else 'dicts'}",
-                    pipelines_dir=str(tmp_path / str(arrow)),
-                )
-                run_pipeline(
-                    pipeline=pipelines[arrow],
-                    arrow=arrow,
-                    resources=["credit_ledger_entries", "invoices", "customers", "prices"],
-                )
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            isolate(folder, monkeypatch)
+            with serving(account, monkeypatch):
+                for arrow in (True, False):
+                    pipelines[arrow] = make_pipeline(
+                        dataset_name=f"orb_{'arrow' if arrow else 'dicts'}",
+                        pipelines_dir=str(folder / str(arrow)),
+                    )
+                    run_pipeline(
+                        pipeline=pipelines[arrow],
+                        arrow=arrow,
+                        resources=["credit_ledger_entries", "invoices", "customers", "prices"],
+                    )
     finally:
         logging.getLogger("orb_source").removeHandler(handler)
     return placed, pipelines, warnings
 
 
 def test_extreme_values_load_under_the_policy_on_both_paths(
-    loaded: tuple[dict[str, list[tuple[str, str]]], dict[bool, dlt.Pipeline], list[str]],
+    loaded: Loaded,
 ) -> None:
     placed, pipelines, _ = loaded
     for key, (table, column) in TARGETS.items():
@@ -139,7 +148,7 @@ def test_extreme_values_load_under_the_policy_on_both_paths(
 
 
 def test_the_values_orb_sends_read_back_exactly(
-    loaded: tuple[dict[str, list[tuple[str, str]]], dict[bool, dlt.Pipeline], list[str]],
+    loaded: Loaded,
 ) -> None:
     placed, pipelines, _ = loaded
     for pipeline in pipelines.values():
@@ -161,7 +170,7 @@ def test_the_values_orb_sends_read_back_exactly(
 
 
 def test_one_warning_per_column_names_count_and_largest_difference(
-    loaded: tuple[dict[str, list[tuple[str, str]]], dict[bool, dlt.Pipeline], list[str]],
+    loaded: Loaded,
 ) -> None:
     _, _, warnings = loaded
     rounded = [w for w in warnings if "rounded half-even" in w]

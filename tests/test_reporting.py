@@ -29,6 +29,9 @@ from tests.cli import run_cli
 from tests.conftest import SANDBOX_NOW
 from tests.postgres import PostgresServer
 
+# The module's tests share a loaded fixture: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("reporting")
+
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 SCHEMA = "orb_reporting"
 FINAL = {"issued", "paid", "synced"}

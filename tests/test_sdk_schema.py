@@ -17,7 +17,6 @@ import dlt
 import pytest
 from orb.types.shared.price import Price
 
-from orb_source.runner import run_pipeline
 from orb_source.sandbox import Account
 from orb_source.schema import PRICE_MODEL_TYPES
 from tests.sdk_models import MODELS, Landing, Path, field_paths, is_money, landing, members
@@ -107,10 +106,9 @@ def dataset_columns(pipeline: dlt.Pipeline) -> dict[tuple[str, str], str]:
 
 @pytest.mark.usefixtures("sandbox")
 def test_every_served_field_lands_where_the_schema_says(
-    account: Account, pipeline: dlt.Pipeline
+    account: Account, loaded: dlt.Pipeline
 ) -> None:
-    run_pipeline(pipeline=pipeline)
-    columns = dataset_columns(pipeline)
+    columns = dataset_columns(loaded)
     missing, not_decimal, checked = [], [], 0
     for table, model in MODELS.items():
         known = field_paths(model)

@@ -43,6 +43,9 @@ from orb.types.shared import CreditNote, Invoice, Price
 from orb_source.sandbox import Account, generate_account, simulate_day
 from orb_source.sandbox.api import INVOICE_STATUSES, Api
 
+# The module's tests share a loaded fixture: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("sdk_shapes")
+
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=UTC)
 
 

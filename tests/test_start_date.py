@@ -15,7 +15,7 @@ from orb_source.catalog import TABLES
 from orb_source.runner import run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from tests.conftest import SANDBOX_NOW
-from tests.warehouse import assert_same_fields, fetch_table
+from tests.warehouse import assert_same_fields, fetch_table, reading
 
 START = (SANDBOX_NOW - timedelta(days=60)).replace(hour=0, minute=0)
 START_DATE = START.date().isoformat()
@@ -62,8 +62,9 @@ def kept(account: Account, table: str, start: datetime) -> set[str]:
 def assert_start_dated_mirror(pipeline: dlt.Pipeline, account: Account) -> None:
     """Everything the start date keeps is live and equal to the API; nothing live is stale or
     gone from the API; nothing the API still serves is marked deleted."""
-    for table in TABLES:
-        rows = fetch_table(pipeline, table)
+    with reading(pipeline):
+        tables = {table: fetch_table(pipeline, table) for table in TABLES}
+    for table, rows in tables.items():
         objects = account.objects(table)
         live = {i for i, row in rows.items() if row["deleted_at"] is None}
         missing = kept(account, table, START) - live
@@ -80,8 +81,9 @@ def test_first_load_keeps_every_open_object_and_skips_older_closed_history(
 ) -> None:
     run_pipeline(pipeline=pipeline, start_date=START_DATE)
 
-    for table in TABLES:
-        loaded = set(fetch_table(pipeline, table))
+    with reading(pipeline):
+        tables = {table: set(fetch_table(pipeline, table)) for table in TABLES}
+    for table, loaded in tables.items():
         assert loaded == kept(account, table, START), table
         if table in SKIPPING:
             assert loaded < set(account.objects(table)), f"{table}: nothing was older"
@@ -115,10 +117,11 @@ def test_later_runs_stay_exact_and_never_mark_skipped_history_deleted(
         simulate_day(account, rng)
     run_pipeline(pipeline=pipeline, start_date=START_DATE, full_refresh=True)
     assert_start_dated_mirror(pipeline, account)
-    gone = {
-        table: {i for i, row in fetch_table(pipeline, table).items() if row["deleted_at"]}
-        for table in TABLES
-    }
+    with reading(pipeline):
+        gone = {
+            table: {i for i, row in fetch_table(pipeline, table).items() if row["deleted_at"]}
+            for table in TABLES
+        }
     assert any(gone.values()), "the simulated days deleted something"
     for table, ids in gone.items():
         assert ids <= account.gone(table), table

@@ -97,9 +97,8 @@ def test_a_run_logs_each_table_and_writes_its_summary_as_json(
 
 
 def test_rows_marked_deleted_are_counted_per_table(
-    sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline
+    sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
-    run_pipeline(pipeline=pipeline)
     with account.lock:
         before = {table: set(account.objects(table)) for table in TABLES}
         customer = next(
@@ -110,9 +109,9 @@ def test_rows_marked_deleted_are_counted_per_table(
         account.delete_customer(customer)
     gone = {table: len(before[table] - set(account.objects(table))) for table in TABLES}
 
-    report = run_pipeline(pipeline=pipeline)
+    report = run_pipeline(pipeline=loaded)
 
-    assert_mirror(pipeline, account)
+    assert_mirror(loaded, account)
     deleted = {t.table: t.deleted for t in report.tables}
     assert deleted == gone
     assert gone["customers"] == 1

@@ -48,21 +48,20 @@ def poison(pipeline: dlt.Pipeline, account: Account, monkeypatch: pytest.MonkeyP
 
 @pytest.mark.usefixtures("sandbox")
 def test_an_unloadable_package_is_discarded_and_the_next_run_loads_every_row(
-    account: Account, pipeline: dlt.Pipeline, monkeypatch: pytest.MonkeyPatch
+    account: Account, loaded: dlt.Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_pipeline(pipeline=pipeline)
-    poison(pipeline, account, monkeypatch)
+    poison(loaded, account, monkeypatch)
     with pytest.raises(UnloadablePackage) as failure:
-        run_pipeline(pipeline=pipeline)
+        run_pipeline(pipeline=loaded)
     message = str(failure.value)
     assert message.startswith(
         "the package could not be normalized: customers.balance holds a number too large for"
         " its DECIMAL column: ArrowInvalid: Decimal "
     ), message
     assert "next run reads those rows from Orb again" in message
-    assert not pipeline.has_pending_data
-    run_pipeline(pipeline=pipeline)
-    assert_mirror(pipeline, account)
+    assert not loaded.has_pending_data
+    run_pipeline(pipeline=loaded)
+    assert_mirror(loaded, account)
 
 
 def test_the_command_line_says_what_failed_and_what_the_next_run_does(

@@ -26,6 +26,9 @@ from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import SandboxServer, generate_account
 from orb_source.schema import MONEY
 
+# The module's tests share a loaded fixture: one worker runs them all.
+pytestmark = pytest.mark.xdist_group("warehouses")
+
 PRECISION, SCALE = MONEY["precision"], MONEY["scale"]
 
 
