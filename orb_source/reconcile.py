@@ -31,11 +31,11 @@ from dlt.destinations.sql_client import SqlClientBase
 
 from .catalog import CATALOG, PAGE_DECODERS, TABLES, Endpoint
 from .client import MAX_ATTEMPTS, MAX_CONCURRENCY, REQUEST_TIMEOUT, OrbClient, RateLimits
+from .destinations import check_destination
 from .hints import table_columns
 from .runner import (
     DEFAULT_DATASET,
     check_connection,
-    check_destination,
     make_pipeline,
     orb_credentials,
     validate_options,
