@@ -120,6 +120,9 @@ class Activity:
     cursor: Cursor
     open: InState
     retrieve_path: str
+    feed: str | None = None
+    """The table whose per-customer watermark listing is this feed (the ledger's): a run that
+    reads both lists each customer's feed once, and each takes what it needs from it."""
 
 
 @dataclass(frozen=True)
@@ -367,6 +370,7 @@ CATALOG: tuple[Endpoint, ...] = (
             Cursor("created_at", "created_at"),
             open=InState("status", ("pending_payment",)),
             retrieve_path="/credit_blocks/{id}",
+            feed="credit_ledger_entries",
         ),
     ),
     Endpoint(
@@ -388,6 +392,30 @@ CATALOG: tuple[Endpoint, ...] = (
 )
 
 ENDPOINTS: Mapping[str, Endpoint] = {endpoint.table: endpoint for endpoint in CATALOG}
+
+
+def check_feeds(endpoints: Mapping[str, Endpoint]) -> None:
+    """An activity feed shared with a table must be that table's per-customer watermark
+    listing, on the same cursor: the two read one listing."""
+    for endpoint in endpoints.values():
+        activity = endpoint.activity
+        if activity is None or activity.feed is None:
+            continue
+        source = endpoints.get(activity.feed)
+        if (
+            source is None
+            or (source.scope, source.sync) != (Scope.CUSTOMER, Sync.WATERMARK)
+            or source.path != activity.path
+            or source.cursor is None
+            or source.cursor.param != activity.cursor.param
+        ):
+            raise ValueError(
+                f"catalog entry {endpoint.table}: its activity feed {activity.feed} is not a"
+                f" per-customer watermark listing of {activity.path} by {activity.cursor.param}"
+            )
+
+
+check_feeds(ENDPOINTS)
 
 CHILD_TABLES: Mapping[str, tuple[str, str]] = {
     endpoint.child_table.table: (endpoint.table, endpoint.child_table.link)
