@@ -186,13 +186,15 @@ class Strategy:
 
 
 STRATEGY_FIELDS = frozenset(
-    {"cursor", "open_set", "refetch", "backdated", "listed_for_new", "activity"}
+    {"cursor", "open_set", "refetch", "backdated", "listed_for_new", "activity", "feature"}
 )
 """Endpoint fields that only some strategies read: set where no strategy reads them, they would
 be ignored, silently."""
 
 STRATEGIES: Mapping[tuple[Scope, Sync], Strategy] = {
-    (Scope.ACCOUNT, Sync.REFRESH): Strategy(records="complete, every run"),
+    (Scope.ACCOUNT, Sync.REFRESH): Strategy(
+        optional=frozenset({"feature"}), records="complete, every run; none when skipped"
+    ),
     (Scope.ACCOUNT, Sync.WATERMARK): Strategy(
         required=frozenset({"cursor"}), records="complete, on full runs without a start date"
     ),
@@ -242,6 +244,9 @@ class Endpoint:
     decoder: Callable[[bytes], Any] | None = None
     """A decoder of its list pages of its own (`wire.py`); others go to `wire.decode`."""
     kinds: Kinds | None = None
+    feature: str | None = None
+    """The Orb feature the endpoint belongs to, for an account may lack it: Orb then answers
+    404 or 403, and the table is skipped with one info line."""
 
     def __post_init__(self) -> None:
         strategy = STRATEGIES.get((self.scope, self.sync))
@@ -372,6 +377,30 @@ CATALOG: tuple[Endpoint, ...] = (
             retrieve_path="/credit_blocks/{id}",
             feed="credit_ledger_entries",
         ),
+    ),
+    Endpoint(
+        "dimensional_price_groups",
+        "/dimensional_price_groups",
+        Sync.REFRESH,
+        schema.DIMENSIONAL_PRICE_GROUPS,
+        feature="dimensional pricing",
+    ),
+    Endpoint(
+        "license_types", "/license_types", Sync.REFRESH, schema.LICENSE_TYPES, feature="licenses"
+    ),
+    Endpoint(
+        "webhook_endpoints",
+        "/webhook_endpoints",
+        Sync.REFRESH,
+        schema.WEBHOOK_ENDPOINTS,
+        feature="webhooks",
+    ),
+    Endpoint(
+        "event_backfills",
+        "/events/backfills",
+        Sync.REFRESH,
+        schema.EVENT_BACKFILLS,
+        feature="event backfills",
     ),
     Endpoint(
         "top_ups",

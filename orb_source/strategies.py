@@ -42,6 +42,7 @@ from .client import (
     MAX_CONCURRENCY,
     PAGE_SIZE,
     OrbClient,
+    OrbForbidden,
     OrbNotFound,
     Page,
     Params,
@@ -284,7 +285,16 @@ def read_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator
     if endpoint.path == CUSTOMERS:
         yield from ctx.customer_pages()
     else:
-        yield from ctx.client.paginate(endpoint.path, endpoint.params)
+        try:
+            yield from ctx.client.paginate(endpoint.path, endpoint.params)
+        except (OrbNotFound, OrbForbidden) as exc:
+            if endpoint.feature is None:
+                raise
+            # no listing recorded: the sweep leaves the rows of an earlier run as they are
+            logger.info(
+                "%s skipped: no %s on this account (%s)", endpoint.table, endpoint.feature, exc
+            )
+            return
     ctx.record_listing(endpoint.table)
 
 

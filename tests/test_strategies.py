@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from orb_source.catalog import ENDPOINTS
-from orb_source.client import OrbClient, RateLimits
+from orb_source.client import OrbClient, OrbForbidden, OrbNotFound, RateLimits
 from orb_source.sandbox import Account, generate_account
 from orb_source.sandbox.account import Obj
 from orb_source.sandbox.api import Api
@@ -990,6 +990,33 @@ def test_a_ledger_listing_a_little_later_than_the_blocks_check_is_shared(
     for c in customers:
         assert states[credit_blocks]["feed_listed"][c] == states[ledger]["cursors"][c]
         assert near(states[ledger]["cursors"][c], NEXT)
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_an_endpoint_of_a_feature_the_account_lacks_is_skipped(
+    orb: FakeOrb, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Orb answers 404 or 403 for a feature the account lacks: the table gets no rows, one
+    info line says why, and no listing is recorded, so no row of an earlier run is marked
+    deleted. Another account-wide listing answering so still fails the run."""
+    orb.account.unavailable["/license_types"] = status
+    with caplog.at_level(logging.INFO, logger="orb_source.strategies"):
+        result = run(orb, "license_types", {}, FIRST)
+    assert result.rows == [] and result.listings == {}
+    assert [r.path for r in result.requests] == ["/license_types"]
+    lines = [r for r in caplog.records if "license_types" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    assert lines[0].getMessage().startswith("license_types skipped: no licenses on this account")
+    assert str(status) in lines[0].getMessage()
+
+    del orb.account.unavailable["/license_types"]
+    served = run(orb, "license_types", {}, FIRST)
+    assert sorted(served.ids) == sorted(orb.account.license_types)
+    assert served.listings == {"license_types": {"complete": {"at": iso(FIRST)}}}
+
+    orb.account.unavailable["/items"] = status
+    with pytest.raises(OrbForbidden if status == 403 else OrbNotFound):
+        run(orb, "items", {}, FIRST)
 
 
 # Full refresh due
