@@ -379,6 +379,22 @@ CATALOG: tuple[Endpoint, ...] = (
         ),
     ),
     Endpoint(
+        "top_ups",
+        "/customers/{customer_id}/credits/top_ups",
+        Sync.REFRESH,
+        schema.TOP_UPS,
+        scope=Scope.CUSTOMER,
+    ),
+    Endpoint(
+        "customer_balance_transactions",
+        "/customers/{customer_id}/balance_transactions",
+        Sync.WATERMARK,
+        schema.CUSTOMER_BALANCE_TRANSACTIONS,
+        scope=Scope.CUSTOMER,
+        cursor=Cursor("created_at", "operation_time"),
+        links={"invoice": "invoice_id", "credit_note": "credit_note_id"},
+    ),
+    Endpoint(
         "dimensional_price_groups",
         "/dimensional_price_groups",
         Sync.REFRESH,
@@ -401,22 +417,6 @@ CATALOG: tuple[Endpoint, ...] = (
         Sync.REFRESH,
         schema.EVENT_BACKFILLS,
         feature="event backfills",
-    ),
-    Endpoint(
-        "top_ups",
-        "/customers/{customer_id}/credits/top_ups",
-        Sync.REFRESH,
-        schema.TOP_UPS,
-        scope=Scope.CUSTOMER,
-    ),
-    Endpoint(
-        "customer_balance_transactions",
-        "/customers/{customer_id}/balance_transactions",
-        Sync.WATERMARK,
-        schema.CUSTOMER_BALANCE_TRANSACTIONS,
-        scope=Scope.CUSTOMER,
-        cursor=Cursor("created_at", "operation_time"),
-        links={"invoice": "invoice_id", "credit_note": "credit_note_id"},
     ),
 )
 
