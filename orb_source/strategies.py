@@ -89,7 +89,7 @@ class SyncContext:
     (`reconcile`)."""
     selected: frozenset[str] = frozenset()
     """The tables this run reads, as far as known: an activity feed is shared between its
-    table and the table watching it only when the run reads both (`shares_feed`)."""
+    table and the tables watching it only when the run reads both (`watchers`)."""
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
     _feed_listings: dict[str, Future[FeedListing]] = field(default_factory=dict, repr=False)
     _customer_pages: list[Page] | None = field(default=None, repr=False)
