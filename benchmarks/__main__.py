@@ -1,4 +1,4 @@
-"""`python -m benchmarks [incremental|fanout|cpu|postgres ...] [--quick] [--results FILE]`.
+"""`python -m benchmarks [incremental|fanout|cpu|postgres|runs ...] [--quick] [--results FILE]`.
 
 `make bench` runs them all.
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import cpu, fanout, incremental, postgres
+from . import cpu, fanout, incremental, postgres, runs
 from .common import BenchmarkError, Section, machine
 
 BENCHMARKS: dict[str, Callable[[bool], Section]] = {
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, Callable[[bool], Section]] = {
     "fanout": fanout.run,
     "cpu": cpu.run,
     "postgres": postgres.run,
+    "runs": runs.run,
 }
 
 

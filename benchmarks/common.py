@@ -210,10 +210,13 @@ class Workspace:
         api_key: str,
         destination: str = "duckdb",
         credentials: str | None = None,
+        duckdb_per_job: bool = False,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """`run_pipeline(**kwargs)` in a fresh process against the sandbox at `base_url`, into
-        `destination` (DuckDB: the workspace's file; others: `credentials`)."""
+        `destination` (DuckDB: the workspace's file; others: `credentials`). With
+        `duckdb_per_job`, the run leaves the DuckDB file to dlt, which opens it for each job
+        (the `runs` benchmark's baseline)."""
         self.runs += 1
         spec_path = self.path / f"run{self.runs}.spec.json"
         result_path = self.path / f"run{self.runs}.result.json"
@@ -223,6 +226,7 @@ class Workspace:
                 {
                     "pipelines_dir": str(self.path / "pipelines"),
                     "destination": destination,
+                    "duckdb_per_job": duckdb_per_job,
                     "kwargs": kwargs,
                 }
             )

@@ -21,6 +21,8 @@ from .common import ACCOUNT_NOW, Section, Target, Workspace, pct, require_ok, ro
 from .sandbox_process import snapshot
 
 ROWS_TARGET = 0.30
+REQUESTS_PER_CUSTOMER_TARGET = 4.4
+LEDGER = "/customers/{id}/credits/ledger"
 SEED = 42
 MONTH_OFFSETS_DAYS = (7, 14, 21)
 
@@ -188,5 +190,18 @@ def run(quick: bool = False) -> Section:
     )
     section.targets.append(
         Target("requests by the incremental run / full refresh", pct(inc_req, full_req), "-", None)
+    )
+    per_customer = inc_req / customers
+    section.targets.append(
+        Target(
+            "requests per customer, incremental run after a day of changes",
+            f"{per_customer:.2f}",
+            f"<= {REQUESTS_PER_CUSTOMER_TARGET}",
+            per_customer <= REQUESTS_PER_CUSTOMER_TARGET,
+        )
+    )
+    ledger_reads = incremental_routes.get(LEDGER, (0, 0))[0] / customers
+    section.targets.append(
+        Target("ledger requests per customer, incremental run", f"{ledger_reads:.2f}", "-", None)
     )
     return section

@@ -12,7 +12,8 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from orb_source import runner
 
     sweeps = _time_sweeps(runner)
+    if spec.get("duckdb_per_job"):
+        _duckdb_per_job(runner)
     pipeline = runner.make_pipeline(
         spec.get("destination", "duckdb"), pipelines_dir=spec["pipelines_dir"]
     )
@@ -56,6 +59,19 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "steps": _step_seconds(trace),
         "sweep_seconds": sum(sweeps),
     }
+
+
+def _duckdb_per_job(runner: Any) -> None:
+    """The destination checked as before, but the DuckDB file not held open for the run:
+    dlt opens and closes it around each load job and check."""
+    from orb_source.destinations import check_destination
+
+    @contextmanager
+    def checked(pipeline: Any) -> Iterator[None]:
+        check_destination(pipeline)
+        yield
+
+    runner.opened = checked
 
 
 def _time_sweeps(runner: Any) -> list[float]:

@@ -120,6 +120,9 @@ class Activity:
     cursor: Cursor
     open: InState
     retrieve_path: str
+    feed: str | None = None
+    """The table whose per-customer watermark listing is this feed (the ledger's): a run that
+    reads both lists each customer's feed once, and each takes what it needs from it."""
 
 
 @dataclass(frozen=True)
@@ -183,13 +186,15 @@ class Strategy:
 
 
 STRATEGY_FIELDS = frozenset(
-    {"cursor", "open_set", "refetch", "backdated", "listed_for_new", "activity"}
+    {"cursor", "open_set", "refetch", "backdated", "listed_for_new", "activity", "feature"}
 )
 """Endpoint fields that only some strategies read: set where no strategy reads them, they would
 be ignored, silently."""
 
 STRATEGIES: Mapping[tuple[Scope, Sync], Strategy] = {
-    (Scope.ACCOUNT, Sync.REFRESH): Strategy(records="complete, every run"),
+    (Scope.ACCOUNT, Sync.REFRESH): Strategy(
+        optional=frozenset({"feature"}), records="complete, every run; none when skipped"
+    ),
     (Scope.ACCOUNT, Sync.WATERMARK): Strategy(
         required=frozenset({"cursor"}), records="complete, on full runs without a start date"
     ),
@@ -239,6 +244,9 @@ class Endpoint:
     decoder: Callable[[bytes], Any] | None = None
     """A decoder of its list pages of its own (`wire.py`); others go to `wire.decode`."""
     kinds: Kinds | None = None
+    feature: str | None = None
+    """The Orb feature the endpoint belongs to, for an account may lack it: Orb then answers
+    404 or 403, and the table is skipped with one info line."""
 
     def __post_init__(self) -> None:
         strategy = STRATEGIES.get((self.scope, self.sync))
@@ -367,6 +375,7 @@ CATALOG: tuple[Endpoint, ...] = (
             Cursor("created_at", "created_at"),
             open=InState("status", ("pending_payment",)),
             retrieve_path="/credit_blocks/{id}",
+            feed="credit_ledger_entries",
         ),
     ),
     Endpoint(
@@ -385,9 +394,57 @@ CATALOG: tuple[Endpoint, ...] = (
         cursor=Cursor("created_at", "operation_time"),
         links={"invoice": "invoice_id", "credit_note": "credit_note_id"},
     ),
+    Endpoint(
+        "dimensional_price_groups",
+        "/dimensional_price_groups",
+        Sync.REFRESH,
+        schema.DIMENSIONAL_PRICE_GROUPS,
+        feature="dimensional pricing",
+    ),
+    Endpoint(
+        "license_types", "/license_types", Sync.REFRESH, schema.LICENSE_TYPES, feature="licenses"
+    ),
+    Endpoint(
+        "webhook_endpoints",
+        "/webhook_endpoints",
+        Sync.REFRESH,
+        schema.WEBHOOK_ENDPOINTS,
+        feature="webhooks",
+    ),
+    Endpoint(
+        "event_backfills",
+        "/events/backfills",
+        Sync.REFRESH,
+        schema.EVENT_BACKFILLS,
+        feature="event backfills",
+    ),
 )
 
 ENDPOINTS: Mapping[str, Endpoint] = {endpoint.table: endpoint for endpoint in CATALOG}
+
+
+def check_feeds(endpoints: Mapping[str, Endpoint]) -> None:
+    """An activity feed shared with a table must be that table's per-customer watermark
+    listing, on the same cursor: the two read one listing."""
+    for endpoint in endpoints.values():
+        activity = endpoint.activity
+        if activity is None or activity.feed is None:
+            continue
+        source = endpoints.get(activity.feed)
+        if (
+            source is None
+            or (source.scope, source.sync) != (Scope.CUSTOMER, Sync.WATERMARK)
+            or source.path != activity.path
+            or source.cursor is None
+            or source.cursor.param != activity.cursor.param
+        ):
+            raise ValueError(
+                f"catalog entry {endpoint.table}: its activity feed {activity.feed} is not a"
+                f" per-customer watermark listing of {activity.path} by {activity.cursor.param}"
+            )
+
+
+check_feeds(ENDPOINTS)
 
 CHILD_TABLES: Mapping[str, tuple[str, str]] = {
     endpoint.child_table.table: (endpoint.table, endpoint.child_table.link)

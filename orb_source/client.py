@@ -52,6 +52,10 @@ class OrbAuthError(OrbError):
     """The API key is missing or was rejected (401/403): retrying cannot help."""
 
 
+class OrbForbidden(OrbAuthError):
+    """403: the key may not read this resource (an account without the feature, say)."""
+
+
 class OrbAPIError(OrbError):
     """Orb answered with an error status; `type`, `title` and `detail` come from its body."""
 
@@ -431,7 +435,9 @@ class OrbClient:
             self.clock.observe(response.headers.get("date"))
             return _parse_json(content, path, self.decoders.get(path, wire.decode))
         body = _error_body(content)
-        if status in (401, 403):
+        if status == 403:
+            raise OrbForbidden(_auth_message(status, body))
+        if status == 401:
             raise OrbAuthError(_auth_message(status, body))
         if status == 404:
             raise OrbNotFound(status, path, body)

@@ -31,16 +31,17 @@ from dlt.destinations.sql_client import SqlClientBase
 
 from .catalog import CATALOG, PAGE_DECODERS, TABLES, Endpoint
 from .client import MAX_ATTEMPTS, MAX_CONCURRENCY, REQUEST_TIMEOUT, OrbClient, RateLimits
+from .destinations import check_destination
 from .hints import table_columns
 from .runner import (
     DEFAULT_DATASET,
     check_connection,
-    check_destination,
     make_pipeline,
     orb_credentials,
     validate_options,
 )
 from .source import endpoint_pages
+from .state import listings_of
 from .strategies import SyncContext
 from .transform import Row, split_children, to_rows
 
@@ -85,6 +86,10 @@ CHECKS: Mapping[str, Check] = {
     "credit_blocks": Check("balance", fields=("status",)),
     "top_ups": Check("amount", "currency"),
     "customer_balance_transactions": Check("amount"),
+    "dimensional_price_groups": Check(fields=("name", "price_count")),
+    "license_types": Check(fields=("name",)),
+    "webhook_endpoints": Check(fields=("enabled", "url")),
+    "event_backfills": Check(fields=("status", "reverted_at")),
 }
 """The money and state columns reconcile compares, per table."""
 
@@ -245,7 +250,7 @@ def reconcile(
     checked_at = datetime.now(UTC)
     listed = _list_api(api_key, base_url, checked_at, tables)
     with pipeline.sql_client() as sql:
-        drift = [_compare(sql, table, listed[table]) for table in tables]
+        drift = [_compare(sql, table, listed[table]) for table in tables if table in listed]
     name = pipeline.destination.destination_name if pipeline.destination else destination
     return ReconcileReport(name, pipeline.dataset_name, checked_at, drift)
 
@@ -288,7 +293,15 @@ def _list_api(
                     listed.update((t, by_id) for t, by_id in rows.items() if t in listed)
         finally:
             ctx.close()
-    return listed
+    # a feature the account lacks is listed by no one: there is nothing to compare with
+    complete = listings_of(ctx.source_state())
+    skipped = {
+        table
+        for endpoint in endpoints
+        if "complete" not in complete.get(endpoint.table, {})
+        for table in endpoint.tables
+    }
+    return {table: rows for table, rows in listed.items() if table not in skipped}
 
 
 def _child(endpoint: Endpoint) -> str | None:

@@ -39,7 +39,7 @@ from .client import (
     OrbUnreachable,
     RequestStats,
 )
-from .destinations import check_destination, resolve_destination
+from .destinations import opened, resolve_destination
 from .drift import loaded_columns, schema_changes
 from .failures import ConfigurationError, DeletionsNotMarked, PipelineBusy
 from .lakehouse import (
@@ -228,8 +228,7 @@ def run_pipeline(
     timeout = source_options.get("request_timeout", REQUEST_TIMEOUT)
     api_key, base_url = orb_credentials()
     check_connection(api_key, base_url, max_attempts=attempts, timeout=timeout)
-    with run_lock(pipeline), fewer_gc_pauses(), captured_warnings() as warnings:
-        check_destination(pipeline)
+    with run_lock(pipeline), opened(pipeline), fewer_gc_pauses(), captured_warnings() as warnings:
         restore_state(pipeline)
         pipeline = forget_state_without_data(pipeline)
         with preflight_client(api_key, base_url, attempts, timeout) as client:

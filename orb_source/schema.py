@@ -528,6 +528,28 @@ BILLABLE_METRICS = Shape(
     json=("metadata", "item__metadata"),
 )
 
+DIMENSIONAL_PRICE_GROUPS = Shape(
+    text=("billable_metric_id", "external_dimensional_price_group_id", "name"),
+    bigint=("price_count",),
+    json=("dimensions", "metadata"),
+)
+
+LICENSE_TYPES = Shape(text=("grouping_key", "name"))
+
+WEBHOOK_ENDPOINTS = Shape(
+    timestamp=("created_at",),
+    text=("payload_style", "url"),
+    bool=("enabled",),
+    json=("enabled_event_types",),
+)
+
+EVENT_BACKFILLS = Shape(
+    timestamp=("close_time", "created_at", "reverted_at", "timeframe_end", "timeframe_start"),
+    text=("customer_id", "status", "deprecation_filter"),
+    bigint=("events_ingested",),
+    bool=("replace_existing_events",),
+)
+
 ALERTS = Shape(
     timestamp=("created_at",),
     text=("customer_id", "subscription_id", "type", "currency"),

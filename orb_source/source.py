@@ -286,7 +286,7 @@ def shaped_rows(ctx: SyncContext, endpoint: Endpoint, output: Output) -> Iterato
     """The endpoint's rows as its strategy reads them, handed to dlt in batches."""
     started, read, children = time.monotonic(), 0, 0
     batch: list[Row] = []
-    ctx.bind(dlt.current.source_state())
+    ctx.bind(dlt.current.source_state(), dlt.current.source().resources.selected)
     fitting = Fitting()
     held = Held()
     pages = endpoint_pages(ctx, endpoint, listing_state(endpoint))

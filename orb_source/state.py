@@ -40,6 +40,9 @@ class ListingState(TypedDict, total=False):
     """On activity: when the customers' activity feeds were last checked."""
     open_objects: dict[str, list[str]]
     """On activity: each customer's objects that change without an activity entry."""
+    feed_listed: dict[str, str]
+    """On activity: customers whose feed was last read in a listing shared with the feed's
+    table, and when that listing began; the others' feeds were checked at `activity_since`."""
     open_customers: list[str]
     """Written by earlier releases instead of `open_objects`; removed when read."""
     listing_state_of: str

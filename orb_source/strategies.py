@@ -13,7 +13,9 @@
   `read_customers_refresh` (every list, every run), `read_customers_watermark` (one cursor per
   customer: one shared cursor loses rows; rows still open, such as pending ledger entries,
   re-read until they close) and `read_customers_on_activity` (only the customers whose
-  activity feed moved, plus open objects by id: `_ActivityCheck`).
+  activity feed moved, plus open objects by id: `_ActivityCheck`). A run that reads both an
+  activity feed's table and its watcher lists each customer's feed once for the two
+  (`SyncContext.feed_listing`).
 
 Generators record what they listed completely in source state (`listings`). State is
 committed only with the data of a successful extract, and the deletion sweep (`sweep.py`)
@@ -30,14 +32,17 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+import dlt
 
 from .account import record_account
-from .catalog import CUSTOMERS, Activity, Cursor, Endpoint, OpenSet, Scope, Sync
+from .catalog import CUSTOMERS, ENDPOINTS, Activity, Cursor, Endpoint, OpenSet, Scope, Sync
 from .client import (
     MAX_CONCURRENCY,
     PAGE_SIZE,
     OrbClient,
+    OrbForbidden,
     OrbNotFound,
     Page,
     Params,
@@ -57,6 +62,16 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+@dataclass(frozen=True)
+class FeedListing:
+    """A customer's activity feed as listed once for a run: every row created since `since`."""
+
+    since: datetime
+    rows: Page
+    listed_from: float
+    """When the listing began (`time.time()`): where the next one may start, on Orb's clock."""
+
+
 @dataclass
 class SyncContext:
     """What every strategy needs for one run; one instance per source."""
@@ -72,7 +87,11 @@ class SyncContext:
     """The source state complete listings and the account are noted in: bound by the source's
     resources (`bind`), or a dict of its own for a listing read outside a pipeline
     (`reconcile`)."""
+    selected: frozenset[str] = frozenset()
+    """The tables this run reads, as far as known: an activity feed is shared between its
+    table and the tables watching it only when the run reads both (`watchers`)."""
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
+    _feed_listings: dict[str, Future[FeedListing]] = field(default_factory=dict, repr=False)
     _customer_pages: list[Page] | None = field(default=None, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _customers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -114,16 +133,57 @@ class SyncContext:
         """Note that `table` was listed completely (or completely within `where`) this run."""
         record_listing(listings_of(self.source_state()), table, self.started_at, where)
 
-    def bind(self, source_state: dict[str, Any]) -> None:
-        """Record into this run's source state, which dlt hands out only during extract."""
+    def bind(self, source_state: dict[str, Any], selected: Iterable[str] = ()) -> None:
+        """Record into this run's source state, which dlt hands out only during extract, and
+        note the tables the run reads."""
         with self._pools_lock:
             if self.state is None:
                 self.state = source_state
+                self.selected = frozenset(selected)
 
     def source_state(self) -> dict[str, Any]:
         if self.state is None:
             raise RuntimeError("no source state to record in: bind one before reading")
         return self.state
+
+    def listing_state(self, table: str) -> State:
+        """Another table's listing state, as its resource holds it (`source.listing_state`)."""
+        return cast(State, dlt.current.resource_state(table, self.source_state()))
+
+    def watchers(self, feed: str) -> list[Endpoint]:
+        """The tables this run reads that watch `feed` as their activity feed, when the run
+        reads the feed's table too: the two share its listing (`feed_listing`)."""
+        if feed not in self.selected:
+            return []
+        return [
+            endpoint
+            for endpoint in ENDPOINTS.values()
+            if endpoint.activity
+            and endpoint.activity.feed == feed
+            and endpoint.table in self.selected
+        ]
+
+    def feed_listing(self, path: str, cursor: Cursor, since: datetime) -> FeedListing:
+        """A customer's activity feed (`path`) listed from `since`, once per run.
+
+        The first of the feed's table and its watcher to ask lists it; the other waits for
+        that listing and takes it as it is (`FeedListing.since` says what it covers).
+        """
+        with self._pools_lock:
+            future = self._feed_listings.get(path)
+            first = future is None
+            if future is None:
+                future = self._feed_listings[path] = Future()
+        if first:
+            listed_from = time.time()
+            params = {f"{cursor.param}[gte]": since.isoformat()}
+            try:
+                rows = [row for page in self.client.paginate(path, params) for row in page]
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+            future.set_result(FeedListing(since, rows, listed_from))
+        return future.result()
 
     @contextmanager
     def lease(self) -> Iterator[None]:
@@ -180,6 +240,12 @@ class Watermark:
         since = self.since(floor)
         return {f"{self.cursor.param}[gte]": since.isoformat()} if since else {}
 
+    def took(self, listing: FeedListing) -> Page:
+        """The rows of a listing made for this one (`SyncContext.feed_listing`), observed."""
+        self._listed_from = listing.listed_from
+        self.observe(listing.rows)
+        return list(listing.rows)
+
     def observe(self, page: Iterable[Mapping[str, Any]]) -> None:
         ignore = self.cursor.ignore_while
         for obj in page:
@@ -219,7 +285,16 @@ def read_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator
     if endpoint.path == CUSTOMERS:
         yield from ctx.customer_pages()
     else:
-        yield from ctx.client.paginate(endpoint.path, endpoint.params)
+        try:
+            yield from ctx.client.paginate(endpoint.path, endpoint.params)
+        except (OrbNotFound, OrbForbidden) as exc:
+            if endpoint.feature is None:
+                raise
+            # no listing recorded: the sweep leaves the rows of an earlier run as they are
+            logger.info(
+                "%s skipped: no %s on this account (%s)", endpoint.table, endpoint.feature, exc
+            )
+            return
     ctx.record_listing(endpoint.table)
 
 
@@ -357,18 +432,27 @@ def read_customers_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -
 
 def read_customers_watermark(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
     """Append-only per-customer lists, with one cursor per customer (one shared cursor loses
-    rows), and rows still open (pending ledger entries) re-read until they close."""
+    rows), and rows still open (pending ledger entries) re-read until they close. Where a
+    table watches the list as its activity feed (credit blocks, the ledger) and the run reads
+    both, each customer's list is read once for the two (`SyncContext.feed_listing`)."""
     full = ctx.is_full(state)
     cursor = _required(endpoint.cursor, endpoint)
     cursors: dict[str, str] = state.setdefault("cursors", {})
     open_rows: dict[str, dict[str, str]] = state.setdefault("open_rows", {})
+    shared = not full and bool(ctx.watchers(endpoint.table))
 
     def read_one(customer_id: str, path: str, params: Params) -> tuple[Page, str | None]:
         watermark = _watermark(ctx, endpoint, None if full else cursors.get(customer_id))
+        since = watermark.since(ctx.start_date)
+        shared_since = _feed_since(ctx, endpoint, customer_id) if shared else None
+        listing = ctx.feed_listing(path, cursor, shared_since) if shared_since else None
         rows: Page = []
-        for page in ctx.client.paginate(path, {**params, **watermark.params(ctx.start_date)}):
-            watermark.observe(page)
-            rows.extend(page)
+        if listing is not None and since is not None and listing.since <= since:
+            rows = watermark.took(listing)
+        else:
+            for page in ctx.client.paginate(path, {**params, **watermark.params(ctx.start_date)}):
+                watermark.observe(page)
+                rows.extend(page)
         if not full:
             since = watermark.since(ctx.start_date)
             rows += _reread_open(ctx, path, cursor, open_rows.get(customer_id), rows, since)
@@ -389,7 +473,7 @@ def read_customers_on_activity(ctx: SyncContext, endpoint: Endpoint, state: Stat
     """The lists of the customers whose activity feed moved since the last run, and their
     open objects by id (`_ActivityCheck`); every customer on a full pass."""
     activity = _ActivityCheck(
-        ctx, _required(endpoint.activity, endpoint), state, ctx.is_full(state)
+        ctx, endpoint, _required(endpoint.activity, endpoint), state, ctx.is_full(state)
     )
 
     def relisted(customers: Iterable[str]) -> Listed:
@@ -526,17 +610,27 @@ def _remember_open(
 class _ActivityCheck:
     """Which customers `Sync.ON_ACTIVITY` re-reads, and what it remembers for the next run.
 
-    One `since` serves every customer, because every run checks every live customer: on
-    Orb's clock when it answers with a `Date`, else on the run's own start. State written
-    before open objects were remembered by id gets one complete pass.
+    Each live customer's feed is asked whether it has entries since the customer was last
+    checked. Where the run also reads the feed's own table (the ledger), the answer comes
+    from that table's listing of the customer, if it starts early enough
+    (`SyncContext.feed_listing`); otherwise a one-row request asks. Times are on Orb's clock
+    when it answers with a `Date`, else the run's own start. State written before open
+    objects were remembered by id gets one complete pass.
     """
 
-    def __init__(self, ctx: SyncContext, activity: Activity, state: State, full: bool) -> None:
+    def __init__(
+        self, ctx: SyncContext, endpoint: Endpoint, activity: Activity, state: State, full: bool
+    ) -> None:
         self.ctx = ctx
         self.activity = activity
         self.state = state
-        since = None if full or "open_objects" not in state else state.get("activity_since")
-        self.since = parse_time(since) - activity.cursor.overlap if since else None
+        self.full = full or "open_objects" not in state
+        self.feed_listed: dict[str, str] = {} if self.full else dict(state.get("feed_listed", {}))
+        self.feed = (
+            ENDPOINTS[activity.feed]
+            if activity.feed and endpoint in ctx.watchers(activity.feed)
+            else None
+        )
         self.open_ids: dict[str, list[str]] = dict(state.get("open_objects", {}))
         self.listed_ids: list[str] = []
         self.vanished: list[str] = []
@@ -545,21 +639,47 @@ class _ActivityCheck:
     def customers(self) -> Iterator[str]:
         """Every live customer on a complete pass, else those whose feed moved."""
         live = self.ctx.customer_ids()
-        if self.since is None:
+        if self.full:
             yield from live
             return
-        for customer_id, moved in bounded_map(self.ctx.pool("read"), self._moved, live):
+        for customer_id, moved, listed in bounded_map(self.ctx.pool("read"), self._moved, live):
+            if listed:
+                self.feed_listed[customer_id] = listed
+            else:
+                self.feed_listed.pop(customer_id, None)
             if moved:
                 yield customer_id
 
-    def _moved(self, customer_id: str) -> tuple[str, bool]:
-        since = self.since.isoformat() if self.since else ""
-        params: dict[str, str | int] = {f"{self.activity.cursor.param}[gte]": since, "limit": 1}
+    def _moved(self, customer_id: str) -> tuple[str, bool, str | None]:
+        """Whether the customer's feed has entries since its last check, and when the listing
+        that answered began, if it was the feed table's."""
+        since = _checked_since(self.ctx, self.state, self.activity, customer_id)
+        if since is None:
+            return customer_id, True, None
+        path = self.activity.path.format(customer_id=customer_id)
+        field_name = self.activity.cursor.field
         try:
-            body = self.ctx.client.get(self.activity.path.format(customer_id=customer_id), params)
+            listing = self._feed_listing(customer_id, path, since)
+            if listing is not None:
+                moved = any(
+                    isinstance(row.get(field_name), str) and parse_time(row[field_name]) >= since
+                    for row in listing.rows
+                )
+                began = self.ctx.client.clock.orb_time(listing.listed_from) or self.ctx.started_at
+                return customer_id, moved, began.isoformat()
+            params: Params = {f"{self.activity.cursor.param}[gte]": since.isoformat(), "limit": 1}
+            body = self.ctx.client.get(path, params)
         except OrbNotFound:
-            return customer_id, True
-        return customer_id, bool(isinstance(body, dict) and body.get("data"))
+            return customer_id, True, None
+        return customer_id, bool(isinstance(body, dict) and body.get("data")), None
+
+    def _feed_listing(self, customer_id: str, path: str, since: datetime) -> FeedListing | None:
+        """The feed table's listing of the customer this run, when it covers `since`."""
+        shared_since = _feed_since(self.ctx, self.feed, customer_id) if self.feed else None
+        if shared_since is None or self.feed is None:
+            return None
+        listing = self.ctx.feed_listing(path, _required(self.feed.cursor, self.feed), shared_since)
+        return listing if listing.since <= since else None
 
     def listed(self, customer_id: str, rows: Page) -> None:
         self.listed_ids.append(customer_id)
@@ -599,12 +719,50 @@ class _ActivityCheck:
         self.state["open_objects"] = {
             customer_id: ids for customer_id, ids in self.open_ids.items() if customer_id in live
         }
+        feed_listed = {c: at for c, at in self.feed_listed.items() if c in live}
+        if feed_listed:
+            self.state["feed_listed"] = feed_listed
+        else:
+            self.state.pop("feed_listed", None)
         self.state.pop("open_customers", None)
-        if self.since is None:
+        if self.full:
             self.state["last_full_sync"] = self.ctx.started_at.isoformat()
             self.ctx.record_listing(table)
         else:
             self.ctx.record_listing(table, {"column": "customer_id", "values": self.listed_ids})
+
+
+def _checked_since(
+    ctx: SyncContext, state: State, activity: Activity, customer_id: str
+) -> datetime | None:
+    """Where a watcher's question to a customer's feed starts: its last check of the customer
+    minus the overlap. None on a complete pass."""
+    if ctx.is_full(state) or "open_objects" not in state:
+        return None
+    checked = state.get("feed_listed", {}).get(customer_id) or state.get("activity_since")
+    return parse_time(checked) - activity.cursor.overlap if checked else None
+
+
+def _feed_since(ctx: SyncContext, feed: Endpoint, customer_id: str) -> datetime | None:
+    """Where this run's shared listing of a customer's feed starts, the same for the feed's
+    table and its watchers, whichever asks first: the feed table's cursor minus the overlap,
+    or up to one overlap earlier where a watcher last checked the customer before that (the
+    blocks' checks begin before the ledger's listings in the same run). None where the feed
+    table lists the customer from the start (a full pass, a new customer), in which case the
+    watchers ask on their own."""
+    state = ctx.listing_state(feed.table)
+    cursor = _required(feed.cursor, feed)
+    previous = state.get("cursors", {}).get(customer_id)
+    full_now = ctx.is_full(state) or state.get("last_full_sync") == ctx.started_at.isoformat()
+    if full_now or previous is None:
+        return None
+    since = parse_time(previous) - cursor.overlap
+    for watcher in ctx.watchers(feed.table):
+        activity = _required(watcher.activity, watcher)
+        checked = _checked_since(ctx, ctx.listing_state(watcher.table), activity, customer_id)
+        if checked is not None and since - cursor.overlap <= checked < since:
+            since = checked
+    return since
 
 
 class _OpenSetTracker:

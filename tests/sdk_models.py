@@ -21,6 +21,7 @@ from orb.types.customers.balance_transaction_list_response import (
 from orb.types.customers.credit_list_response import CreditListResponse
 from orb.types.customers.credits.ledger_list_response import LedgerListResponse
 from orb.types.customers.credits.top_up_list_response import TopUpListResponse
+from orb.types.events.backfill_list_response import BackfillListResponse
 from orb.types.shared.credit_note import CreditNote
 from orb.types.shared.invoice import Invoice, LineItem
 from orb.types.shared.price import Price
@@ -47,6 +48,10 @@ MODELS: dict[str, Any] = {
     "credit_blocks": CreditListResponse,
     "top_ups": TopUpListResponse,
     "customer_balance_transactions": BalanceTransactionListResponse,
+    "dimensional_price_groups": orb_types.DimensionalPriceGroup,
+    "license_types": orb_types.LicenseTypeListResponse,
+    "webhook_endpoints": orb_types.WebhookEndpoint,
+    "event_backfills": BackfillListResponse,
 }
 """The SDK model of each table's objects."""
 

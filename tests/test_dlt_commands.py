@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import dlt
+import duckdb
 import pytest
 from dlt.pipeline.helpers import pipeline_drop
 
+from orb_source.destinations import duckdb_file
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from tests.conftest import restore_first_load
@@ -107,6 +109,24 @@ def test_pipeline_dataset_reads_the_tables_as_arrow(
     assert str(invoices.schema.field("total").type).startswith("decimal128(")
 
 
+def test_only_a_duckdb_file_of_its_own_is_held_open(tmp_path: Path) -> None:
+    """A run keeps the DuckDB file it loads open (`destinations.opened`); a connection passed
+    in stays its owner's, and other destinations have no file to hold."""
+    pipelines_dir = str(tmp_path / "pipelines")
+    own = make_pipeline(
+        dlt.destinations.duckdb(str(tmp_path / "own.duckdb")), pipelines_dir=pipelines_dir
+    )
+    assert duckdb_file(own) == str(tmp_path / "own.duckdb")
+    connection = duckdb.connect()
+    passed = make_pipeline(
+        dlt.destinations.duckdb(connection), pipelines_dir=pipelines_dir, pipeline_name="passed"
+    )
+    assert duckdb_file(passed) is None
+    lake = make_pipeline("filesystem", pipelines_dir=pipelines_dir, pipeline_name="lake")
+    assert duckdb_file(lake) is None
+    connection.close()
+
+
 def test_the_duckdb_file_is_in_the_working_directory_of_each_run(
     sandbox: SandboxServer, account: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,6 +143,7 @@ def test_the_duckdb_file_is_in_the_working_directory_of_each_run(
 
     assert (second / "orb_billing.duckdb").exists()
     assert (first / "orb_billing.duckdb").stat().st_size == first_size
+    assert duckdb_file(pipeline) == str(second / "orb_billing.duckdb")  # the file a run holds
     assert_mirror(pipeline, account)
     attached = dlt.attach("orb_billing")  # as dlt's own commands open it, from any folder
     with attached.destination_client() as client:

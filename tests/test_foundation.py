@@ -19,7 +19,7 @@ from orb_source.runner import run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account
 from orb_source.sandbox.mutations import add_customer
 from tests.cli import run_cli
-from tests.conftest import SANDBOX_NOW, serving
+from tests.conftest import SANDBOX_NOW, restore_first_load, serving
 from tests.warehouse import assert_mirror, fetch_table, query
 
 
@@ -156,6 +156,34 @@ def test_cli_run_prints_summary_and_exits_0(sandbox: SandboxServer, tmp_path: Pa
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'orb'"
     )
     assert set(TABLES) <= {name for (name,) in tables.fetchall()}
+
+
+def test_features_the_account_lacks_are_skipped_in_one_line_each(
+    sandbox: SandboxServer, account: Account, tmp_path: Path, first_load: Path
+) -> None:
+    """An account without licenses (Orb answers 404) and without webhooks (403): the run
+    exits 0 and says so in one info line each. The rows an earlier run loaded stay as they
+    were: a skipped listing proves no deletion. The other new tables load as usual."""
+    restore_first_load(first_load, account, tmp_path / "dlt" / "pipelines")
+    account.unavailable.update({"/license_types": 404, "/webhook_endpoints": 403})
+
+    result = run_cli("run")
+
+    assert result.returncode == 0, result.stderr
+    skipped = [line for line in result.stderr.splitlines() if " skipped: " in line]
+    assert len(skipped) == 2, result.stderr
+    licenses, webhooks = sorted(skipped, key=lambda line: "webhook" in line)
+    assert " INFO " in licenses and "license_types skipped: no licenses on this account" in licenses
+    assert "404" in licenses
+    assert " INFO " in webhooks and "webhook_endpoints skipped: no webhooks" in webhooks
+    assert "403" in webhooks
+    database = duckdb.connect(str(tmp_path / "orb_billing.duckdb"))
+    for table in ("license_types", "webhook_endpoints"):
+        rows = database.sql(f"SELECT id, deleted_at FROM orb.{table}").fetchall()
+        assert sorted(rows) == sorted((i, None) for i in account.objects(table)), table
+    for table in ("dimensional_price_groups", "event_backfills"):
+        ids = database.sql(f"SELECT id FROM orb.{table} WHERE deleted_at IS NULL").fetchall()
+        assert sorted(i for (i,) in ids) == sorted(account.objects(table)), table
 
 
 @pytest.mark.parametrize(

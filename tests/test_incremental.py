@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,9 +152,12 @@ def test_an_incremental_run_reads_only_what_can_have_changed(
     sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
     """Rows seen before are not read again; credit blocks are listed only where the ledger
-    moved, and blocks awaiting payment elsewhere are re-read by id."""
+    moved, and blocks awaiting payment elsewhere are re-read by id. Each customer's ledger is
+    listed once for the ledger and the blocks; only older pending entries take more."""
     since = account.now - timedelta(hours=1)
     pending_before = {e["id"] for e in owned(account, "credit_ledger_entries") if e["pending"]}
+    with_pending = {e["customer"] for e in owned(account, "credit_ledger_entries") if e["pending"]}
+    customers_before = set(account.customers)
     awaiting_payment = [
         b for b in owned(account, "credit_blocks") if b["status"] == "pending_payment"
     ]
@@ -182,6 +186,11 @@ def test_an_incremental_run_reads_only_what_can_have_changed(
 
     ledger_floor = len(new_entries) + len(pending_before)
     assert ledger_floor <= rows["/customers/{id}/credits/ledger"] <= ledger_floor + len(moved) + 2
+    ledger_requests = Counter(
+        path.split("/")[2] for _, path, _ in sandbox.stats.log if path.endswith("/credits/ledger")
+    )
+    plain = (customers_before & set(account.customers)) - with_pending
+    assert plain and {c: ledger_requests[c] for c in plain} == dict.fromkeys(plain, 1)
 
 
 def test_a_deleted_block_awaiting_payment_is_marked_deleted(

@@ -85,6 +85,22 @@ def test_a_fresh_mirror_reconciles_with_exit_0(
     assert sandbox.stats.requests - requests_before > len(account.customers) * 4
 
 
+def test_a_feature_the_account_lacks_is_left_out_of_the_check(
+    sandbox: SandboxServer, account: Account, tmp_path: Path
+) -> None:
+    """License types loaded by an earlier run, then the account lost the feature (Orb
+    answers 404): reconcile compares the other tables and reports no drift for it."""
+    run_pipeline()
+    account.unavailable["/license_types"] = 404
+
+    done = run_cli("reconcile", "--json", str(tmp_path / "r.json"))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"no drift: {len(TABLES) - 1} tables equal to Orb"
+    tables = by_table(json.loads((tmp_path / "r.json").read_text()))
+    assert list(tables) == [table for table in TABLES if table != "license_types"]
+
+
 def test_injected_drift_is_reported_exactly(
     sandbox: SandboxServer, account: Account, destination: str, tmp_path: Path
 ) -> None:

@@ -394,6 +394,10 @@ def test_catalog_endpoints(client: httpx.Client, account: Account) -> None:
         ("/items", "items"),
         ("/metrics", "billable_metrics"),
         ("/credit_notes", "credit_notes"),
+        ("/dimensional_price_groups", "dimensional_price_groups"),
+        ("/license_types", "license_types"),
+        ("/webhook_endpoints", "webhook_endpoints"),
+        ("/events/backfills", "event_backfills"),
     ):
         assert {o["id"] for o in walk(client, path, limit=5)} == set(account.objects(table))
     active = walk(client, "/plans", status="active")

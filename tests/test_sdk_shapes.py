@@ -32,12 +32,16 @@ from orb.types import (
     Coupon,
     CreditBlockRetrieveResponse,
     Customer,
+    DimensionalPriceGroup,
     Item,
+    LicenseTypeListResponse,
     Plan,
     Subscription,
+    WebhookEndpoint,
 )
 from orb.types.customers import BalanceTransactionListResponse, CreditListResponse
 from orb.types.customers.credits import LedgerListResponse, TopUpListResponse
+from orb.types.events import BackfillListResponse
 from orb.types.shared import CreditNote, Invoice, Price
 
 from orb_source.sandbox import Account, generate_account, simulate_day
@@ -188,6 +192,10 @@ def served(account: Account) -> Shapes:
             ("/items", Item, {}),
             ("/coupons", Coupon, {"show_archived": "true"}),
             ("/metrics", BillableMetric, {}),
+            ("/dimensional_price_groups", DimensionalPriceGroup, {}),
+            ("/license_types", LicenseTypeListResponse, {}),
+            ("/webhook_endpoints", WebhookEndpoint, {}),
+            ("/events/backfills", BackfillListResponse, {}),
         ):
             for text in walk(client, path, **params):
                 obj = shapes.check(path.strip("/"), model, text)
@@ -234,6 +242,10 @@ def test_every_served_object_validates_against_the_sdk(demo_shapes: Shapes) -> N
         "items",
         "coupons",
         "metrics",
+        "dimensional_price_groups",
+        "license_types",
+        "webhook_endpoints",
+        "events/backfills",
         "credits/ledger",
         "credits",
         "credit_blocks/{id}",

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from orb_source.catalog import ENDPOINTS
-from orb_source.client import OrbClient, RateLimits
+from orb_source.client import OrbClient, OrbForbidden, OrbNotFound, RateLimits
 from orb_source.sandbox import Account, generate_account
 from orb_source.sandbox.account import Obj
 from orb_source.sandbox.api import Api
@@ -154,6 +154,40 @@ def run(
         client.close()
     assert ctx.state is not None
     return Run(rows, ctx.state.get("listings", {}), orb.requests[first_request:])
+
+
+def run_together(
+    orb: FakeOrb,
+    states: dict[str, State],
+    started_at: datetime,
+    order: list[str],
+    before: Callable[[str], None] = lambda table: None,
+) -> dict[str, Run]:
+    """One run reading the tables of `states`, each listing to its end in `order`, sharing
+    one context as the source's resources do: `states` is the source state's resources.
+    `before(table)` acts on the account before each listing."""
+    client = orb.client()
+    ctx = SyncContext(
+        client=client,
+        started_at=started_at,
+        state={"resources": states},
+        selected=frozenset(states),
+    )
+    runs = {}
+    try:
+        for table in order:
+            before(table)
+            first_request = len(orb.requests)
+            rows = [
+                (customer_id, row)
+                for customer_id, page in endpoint_pages(ctx, ENDPOINTS[table], states[table])
+                for row in page
+            ]
+            runs[table] = Run(rows, {}, orb.requests[first_request:])
+    finally:
+        ctx.close()
+        client.close()
+    return runs
 
 
 _new_ids = itertools.count()
@@ -790,6 +824,199 @@ def test_credit_blocks_on_activity(orb: FakeOrb, customers: list[str]) -> None:
     assert second.listings == {
         "credit_blocks": {"partial": {"at": iso(NEXT), "column": "customer_id", "values": [c0, c3]}}
     }
+
+
+def test_blocks_take_their_activity_from_the_ledger_listing(
+    orb: FakeOrb, customers: list[str]
+) -> None:
+    """A run that reads both the ledger and credit blocks lists each customer's ledger once:
+    whichever of the two asks first lists it, and blocks re-list only the customers with new
+    entries, without a one-row ledger request. Blocks read alone ask with one row again,
+    from where the shared listing began."""
+    for by_customer in orb.account.owned["credit_ledger_entries"].values():
+        for entry in by_customer.values():
+            entry["entry_status"] = "committed"
+    for by_customer in orb.account.owned["credit_blocks"].values():
+        for block in by_customer.values():
+            block["status"] = "active"
+    entries = orb.account.owned["credit_ledger_entries"]
+    blocks = orb.account.owned["credit_blocks"]
+    c0, _, c2, c3 = customers
+    ledger, credit_blocks = "credit_ledger_entries", "credit_blocks"
+    states: dict[str, State] = {ledger: {}, credit_blocks: {}}
+    page = {"limit": "100"}
+
+    first = run_together(orb, states, FIRST, [ledger, credit_blocks])
+    for c in customers:
+        assert first[ledger].params(f"/customers/{c}/credits/ledger") == [page]
+    assert not [r for r in first[credit_blocks].requests if r.path.endswith("/ledger")]
+    assert "feed_listed" not in states[credit_blocks]
+
+    def one_listing_each(result: dict[str, Run], cursors: dict[str, str]) -> None:
+        requests = result[ledger].requests + result[credit_blocks].requests
+        for c in customers:
+            since = iso(datetime.fromisoformat(cursors[c]) - HOUR)
+            ledger_requests = [
+                r.params for r in requests if r.path == f"/customers/{c}/credits/ledger"
+            ]
+            assert ledger_requests == [{**page, "created_at[gte]": since}], c
+            window = {
+                e for e, v in entries[c].items() if v["created_at"] >= datetime.fromisoformat(since)
+            }
+            assert result[ledger].by_customer().get(c, []) == sorted(window), c
+
+    for when, order, moved in (
+        (NEXT, [ledger, credit_blocks], c0),
+        (NEXT + timedelta(days=1), [credit_blocks, ledger], c2),
+    ):
+        cursors = dict(states[ledger]["cursors"])
+        add_entry(orb, moved, when - 12 * HOUR, "committed")
+        result = run_together(orb, states, when, order)
+        one_listing_each(result, cursors)
+        listed = [r.path for r in result[credit_blocks].requests if r.path.endswith("/credits")]
+        assert listed == [f"/customers/{moved}/credits"]
+        assert result[credit_blocks].by_customer() == {moved: sorted(blocks[moved])}
+        assert states[credit_blocks]["feed_listed"] == {c: iso(when) for c in customers}
+        assert states[credit_blocks]["activity_since"] == iso(when)
+
+    later = NEXT + timedelta(days=2)
+    add_entry(orb, c3, later - 12 * HOUR, "committed")
+    alone = run(orb, credit_blocks, states[credit_blocks], later)
+    for c in customers:
+        assert alone.params(f"/customers/{c}/credits/ledger") == [
+            {"created_at[gte]": iso(NEXT + timedelta(days=1) - HOUR), "limit": "1"}
+        ]
+    assert alone.by_customer() == {c3: sorted(blocks[c3])}
+    assert "feed_listed" not in states[credit_blocks]
+
+
+def test_blocks_ask_on_their_own_where_the_ledger_listing_starts_too_late(
+    orb: FakeOrb, customers: list[str]
+) -> None:
+    """The ledger read alone moves its cursors past the blocks' last check: a later run of
+    both cannot answer for the blocks from the ledger's listing, so it asks with one row
+    as well, and still re-lists the customer whose ledger moved in between."""
+    for by_customer in orb.account.owned["credit_ledger_entries"].values():
+        for entry in by_customer.values():
+            entry["entry_status"] = "committed"
+    c0 = customers[0]
+    ledger, credit_blocks = "credit_ledger_entries", "credit_blocks"
+    states: dict[str, State] = {ledger: {}, credit_blocks: {}}
+    run_together(orb, states, FIRST, [ledger, credit_blocks])
+
+    add_entry(orb, c0, NEXT - 2 * HOUR, "committed")
+    orb.account.now = NEXT
+    orb.send_date = True
+    run(orb, ledger, states[ledger], NEXT)
+    cursors = {c: datetime.fromisoformat(v) for c, v in states[ledger]["cursors"].items()}
+    assert all(cursor >= NEXT for cursor in cursors.values())
+
+    result = run_together(orb, states, NEXT + HOUR, [ledger, credit_blocks])
+    requests = result[ledger].requests + result[credit_blocks].requests
+    for c in customers:
+        ledger_requests = [r.params for r in requests if r.path == f"/customers/{c}/credits/ledger"]
+        assert ledger_requests == [
+            {"limit": "100", "created_at[gte]": iso(cursors[c] - HOUR)},
+            {"created_at[gte]": iso(FIRST - HOUR), "limit": "1"},
+        ], c
+    listed = [r.path for r in result[credit_blocks].requests if r.path.endswith("/credits")]
+    assert listed == [f"/customers/{c0}/credits"]
+
+
+def test_blocks_ask_on_their_own_when_the_ledger_is_listed_whole(
+    orb: FakeOrb, customers: list[str]
+) -> None:
+    """With the ledger's state dropped, the run lists each ledger whole; the blocks, still
+    incremental, ask with one row and do not list the ledger again from its new cursors,
+    whichever of the two reads first."""
+    ledger, credit_blocks = "credit_ledger_entries", "credit_blocks"
+    states: dict[str, State] = {ledger: {}, credit_blocks: {}}
+    run_together(orb, states, FIRST, [ledger, credit_blocks])
+    for when, order in ((NEXT, [ledger, credit_blocks]), (NEXT + HOUR, [credit_blocks, ledger])):
+        states[ledger] = {}
+        checked = datetime.fromisoformat(states[credit_blocks]["activity_since"]) - HOUR
+        result = run_together(orb, states, when, order)
+        requests = result[ledger].requests + result[credit_blocks].requests
+        for c in customers:
+            ledger_requests = sorted(
+                (r.params for r in requests if r.path == f"/customers/{c}/credits/ledger"),
+                key=len,
+            )
+            assert ledger_requests == [
+                {"limit": "100"},
+                {"created_at[gte]": iso(checked), "limit": "1"},
+            ], (order, c)
+
+
+def test_a_ledger_listing_a_little_later_than_the_blocks_check_is_shared(
+    orb: FakeOrb, customers: list[str]
+) -> None:
+    """In one run the blocks' check begins before the ledger's listings (here 10 minutes on
+    Orb's clock). The next run's shared listing starts at the earlier of the two, within one
+    overlap, so the blocks can take their answer from it right after a full run."""
+    for by_customer in orb.account.owned["credit_ledger_entries"].values():
+        for entry in by_customer.values():
+            entry["entry_status"] = "committed"
+    ledger, credit_blocks = "credit_ledger_entries", "credit_blocks"
+    states: dict[str, State] = {ledger: {}, credit_blocks: {}}
+    orb.send_date = True
+    checks_begin = NOW + 2 * HOUR
+
+    def clock(table: str) -> None:
+        orb.account.now = checks_begin + (timedelta(minutes=10) if table == ledger else timedelta())
+
+    def near(value: str, moment: datetime) -> bool:
+        """On Orb's clock, which the client reads to the second from the `Date` header."""
+        return abs(datetime.fromisoformat(value) - moment) < timedelta(seconds=1)
+
+    run_together(orb, states, checks_begin, [credit_blocks, ledger], before=clock)
+    checked = states[credit_blocks]["activity_since"]
+    assert near(checked, checks_begin)
+    for cursor in states[ledger]["cursors"].values():
+        assert near(cursor, checks_begin + timedelta(minutes=10))
+
+    c2 = customers[2]
+    add_entry(orb, c2, NEXT - HOUR, "committed")
+    orb.account.now = NEXT
+    result = run_together(orb, states, NEXT, [ledger, credit_blocks])
+    requests = result[ledger].requests + result[credit_blocks].requests
+    for c in customers:
+        ledger_requests = [r.params for r in requests if r.path == f"/customers/{c}/credits/ledger"]
+        since = iso(datetime.fromisoformat(checked) - HOUR)
+        assert ledger_requests == [{"limit": "100", "created_at[gte]": since}]
+    listed = [r.path for r in result[credit_blocks].requests if r.path.endswith("/credits")]
+    assert listed == [f"/customers/{c2}/credits"]
+    assert states[credit_blocks]["feed_listed"].keys() == set(customers)
+    for c in customers:
+        assert states[credit_blocks]["feed_listed"][c] == states[ledger]["cursors"][c]
+        assert near(states[ledger]["cursors"][c], NEXT)
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_an_endpoint_of_a_feature_the_account_lacks_is_skipped(
+    orb: FakeOrb, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Orb answers 404 or 403 for a feature the account lacks: the table gets no rows, one
+    info line says why, and no listing is recorded, so no row of an earlier run is marked
+    deleted. Another account-wide listing answering so still fails the run."""
+    orb.account.unavailable["/license_types"] = status
+    with caplog.at_level(logging.INFO, logger="orb_source.strategies"):
+        result = run(orb, "license_types", {}, FIRST)
+    assert result.rows == [] and result.listings == {}
+    assert [r.path for r in result.requests] == ["/license_types"]
+    lines = [r for r in caplog.records if "license_types" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    assert lines[0].getMessage().startswith("license_types skipped: no licenses on this account")
+    assert str(status) in lines[0].getMessage()
+
+    del orb.account.unavailable["/license_types"]
+    served = run(orb, "license_types", {}, FIRST)
+    assert sorted(served.ids) == sorted(orb.account.license_types)
+    assert served.listings == {"license_types": {"complete": {"at": iso(FIRST)}}}
+
+    orb.account.unavailable["/items"] = status
+    with pytest.raises(OrbForbidden if status == 403 else OrbNotFound):
+        run(orb, "items", {}, FIRST)
 
 
 # Full refresh due

@@ -25,6 +25,10 @@ TOP_LEVEL = (
     "items",
     "coupons",
     "billable_metrics",
+    "dimensional_price_groups",
+    "license_types",
+    "webhook_endpoints",
+    "event_backfills",
 )
 PER_CUSTOMER = (
     "credit_ledger_entries",
@@ -135,6 +139,10 @@ class Account:
     items: dict[str, Obj] = field(default_factory=dict)
     coupons: dict[str, Obj] = field(default_factory=dict)
     billable_metrics: dict[str, Obj] = field(default_factory=dict)
+    dimensional_price_groups: dict[str, Obj] = field(default_factory=dict)
+    license_types: dict[str, Obj] = field(default_factory=dict)
+    webhook_endpoints: dict[str, Obj] = field(default_factory=dict)
+    event_backfills: dict[str, Obj] = field(default_factory=dict)
     owned: dict[str, dict[str, dict[str, Obj]]] = field(
         default_factory=lambda: {table: {} for table in PER_CUSTOMER}
     )
@@ -143,6 +151,9 @@ class Account:
     counters: dict[str, int] = field(default_factory=dict)
     views: dict[str, Shared] = field(default_factory=dict, repr=False)
     revision: int = 0
+    unavailable: dict[str, int] = field(default_factory=dict)
+    """Routes of features this account lacks (`/license_types`), and the status Orb answers
+    them with: 404 (`404-feature-not-available`) or 403."""
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def touch(self) -> None:

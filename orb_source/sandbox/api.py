@@ -27,6 +27,7 @@ LEDGER_TYPES = (
     "void_initiated",
     "amendment",
 )
+BACKFILL_STATUSES = ("pending", "reflected", "pending_revert", "reverted")
 RANGE_OPS = ("gt", "gte", "lt", "lte")
 
 Query = dict[str, list[str]]
@@ -404,6 +405,37 @@ def list_balance_transactions(call: Call) -> Obj:
     return call.page("balance_transactions", source, created, "operation_time")
 
 
+def list_dimensional_price_groups(call: Call) -> Obj:
+    metric = one(call.query, "billable_metric_id")
+    return call.page(
+        "dimensional_price_groups",
+        call.account.dimensional_price_groups.values,
+        call.api.born,
+        None,
+        lambda group: metric is None or group["billable_metric_id"] == metric,
+    )
+
+
+def list_license_types(call: Call) -> Obj:
+    return call.page("license_types", call.account.license_types.values, call.api.born)
+
+
+def list_webhook_endpoints(call: Call) -> Obj:
+    return call.page("webhook_endpoints", call.account.webhook_endpoints.values, created)
+
+
+def list_backfills(call: Call) -> Obj:
+    customer_id = one(call.query, "customer_id")
+    statuses = set(choices(call.query, "status", BACKFILL_STATUSES))
+
+    def keep(backfill: Obj) -> bool:
+        return (customer_id is None or backfill["customer_id"] == customer_id) and (
+            not statuses or backfill["status"] in statuses
+        )
+
+    return call.page("event_backfills", call.account.event_backfills.values, created, None, keep)
+
+
 def getter(table: str, what: str) -> Callable[[Call], Obj]:
     def get(call: Call) -> Obj:
         return found(call.account.table(table), call.ids[0], what)
@@ -451,6 +483,14 @@ ROUTES: tuple[tuple[str, Handler], ...] = (
     ("/metrics", list_metrics),
     ("/metrics/{id}", getter("billable_metrics", "Billable metric")),
     ("/alerts", list_alerts),
+    ("/dimensional_price_groups", list_dimensional_price_groups),
+    ("/dimensional_price_groups/{id}", getter("dimensional_price_groups", "Price group")),
+    ("/license_types", list_license_types),
+    ("/license_types/{id}", getter("license_types", "License type")),
+    ("/webhook_endpoints", list_webhook_endpoints),
+    ("/webhook_endpoints/{id}", getter("webhook_endpoints", "Webhook endpoint")),
+    ("/events/backfills", list_backfills),
+    ("/events/backfills/{id}", getter("event_backfills", "Backfill")),
 )
 PATTERNS = tuple(
     (
@@ -502,6 +542,19 @@ class Api:
         self._orders[(name, scope)] = order
         return order
 
+    def check_feature(self, route: str) -> None:
+        """Orb's answer to a route of a feature the account lacks."""
+        status = self.account.unavailable.get(route)
+        if status == 404:
+            raise ApiError(
+                404,
+                "404-feature-not-available",
+                "Feature not available",
+                "This feature is not available for your account.",
+            )
+        if status is not None:
+            raise ApiError(status, f"{status}-forbidden", "Forbidden", "Not allowed.")
+
     def handle(self, path: str, query: Query, repeat_cursor: bool = False) -> Reply:
         """Answer a GET for `path` (without /v1)."""
         route, handler, ids = resolve(path)
@@ -511,6 +564,7 @@ class Api:
             )
             return error_reply(error, route)
         try:
+            self.check_feature(route)
             payload = handler(Call(self, query, ids, repeat_cursor))
         except ApiError as error:
             return error_reply(error, route)

@@ -353,6 +353,57 @@ class Builder:
                 code, kind, Decimal(value), self.between(origin, self.now - 30 * DAY), archived
             )
 
+    def features(self, origin: datetime) -> None:
+        """Dimensional price groups, license types, webhook endpoints and event backfills:
+        made last, so the rest of the account is the same as without them."""
+        metrics = [m for m in self.account.billable_metrics.values() if m["status"] == "active"]
+        for index, dimensions in enumerate((["region"], ["region", "tier"])):
+            group: Obj = {
+                "id": self.new_id(),
+                "billable_metric_id": metrics[index % len(metrics)]["id"],
+                "dimensions": dimensions,
+                "external_dimensional_price_group_id": f"dpg-{index + 1}" if index else None,
+                "metadata": {"owner": "pricing"} if index else {},
+                "name": " by ".join(dimensions).title(),
+                "price_count": 0,
+            }
+            self.account.born[group["id"]] = origin + (40 + index) * DAY
+            self.account.add("dimensional_price_groups", group)
+        license_type: Obj = {"id": self.new_id(), "grouping_key": "user_id", "name": "Seat"}
+        self.account.born[license_type["id"]] = origin + 45 * DAY
+        self.account.add("license_types", license_type)
+        self.account.add(
+            "webhook_endpoints",
+            {
+                "id": self.new_id(),
+                "created_at": origin + 5 * DAY,
+                "enabled": True,
+                "enabled_event_types": ["invoice.issued", "invoice.payment_succeeded"],
+                "payload_style": "standard",
+                "url": "https://hooks.example.com/orb",
+            },
+        )
+        customers = sorted(self.account.customers.values(), key=lambda c: c["created_at"])
+        for index, status in enumerate(("reflected", "pending")):
+            start = month_start(self.now) - (index + 1) * DAY
+            created = self.now - (2 - index) * DAY
+            self.account.add(
+                "event_backfills",
+                {
+                    "id": self.new_id(),
+                    "close_time": None if status == "pending" else created + HOUR,
+                    "created_at": created,
+                    "customer_id": customers[0]["id"] if index and customers else None,
+                    "events_ingested": 120 * (index + 1),
+                    "replace_existing_events": index == 0,
+                    "reverted_at": None,
+                    "status": status,
+                    "timeframe_end": start + DAY,
+                    "timeframe_start": start,
+                    "deprecation_filter": None,
+                },
+            )
+
     def item(self, name: str, created: datetime, archived: datetime | None = None) -> Obj:
         connections = [
             {
@@ -1667,4 +1718,5 @@ def generate_account(
                 if early
                 else builder.between(history, clock - 2 * DAY)
             )
+    builder.features(origin)
     return account

@@ -365,6 +365,19 @@ def _alert(b: Builder) -> list[str]:
     return [f"alert {alert['id']} {'enabled' if alert['enabled'] else 'disabled'}"]
 
 
+def _features(b: Builder) -> list[str]:
+    """A pending backfill is reflected, and the webhook endpoint is switched off or on."""
+    changes = []
+    for backfill in b.account.event_backfills.values():
+        if backfill["status"] == "pending":
+            backfill.update(status="reflected", close_time=b.now)
+            changes.append(f"backfill {backfill['id']} reflected")
+    for endpoint in b.account.webhook_endpoints.values():
+        endpoint["enabled"] = not endpoint["enabled"]
+        changes.append(f"webhook endpoint {endpoint['id']} enabled={endpoint['enabled']}")
+    return changes
+
+
 STEPS: tuple[Callable[[Builder], list[str]], ...] = (
     _delete_customer,
     _new_customers,
@@ -384,6 +397,7 @@ STEPS: tuple[Callable[[Builder], list[str]], ...] = (
     _price,
     _coupon,
     _alert,
+    _features,
 )
 
 
