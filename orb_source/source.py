@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict, Unpack, cast
 
 import dlt
+from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource, DltSource
 
@@ -82,11 +83,19 @@ class Output:
         if not rows:
             return
         if table in self.arrow_tables:
-            load_id = dlt.current.load_package_state()["load_id"]
             first_load = table in self.first_loads
-            yield from arrow_items(table, rows, first_load, self.table_format, load_id)
+            yield from arrow_items(table, rows, first_load, self.table_format, _load_id())
         else:
             yield rows
+
+
+def _load_id() -> str | None:
+    """The id of the load package being extracted; None for a source iterated on its own
+    (`list(source)`), which has no package."""
+    try:
+        return str(dlt.current.load_package_state()["load_id"])
+    except CurrentLoadPackageStateNotAvailable:
+        return None
 
 
 def _first_copies(rows: list[Row], seen: set[str]) -> list[Row]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import dlt
 import httpx
+import pyarrow as pa
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -128,6 +129,32 @@ def test_the_plain_dlt_script_stamps_every_arrow_row_with_its_load_id(
     assert second >= len(open_invoices) > 0
     assert dlt.config.get(LOAD_ID_SETTING) is None
     assert list(logging.getLogger("dlt").filters) == filters
+
+
+def test_the_source_iterated_without_a_pipeline_yields_every_row(
+    sandbox: SandboxServer, account: Account
+) -> None:
+    """`list(source)`, as dlt allows, with no pipeline and so no load package: the Arrow
+    tables come without `_dlt_load_id`, and every invoice, line item and ledger entry is
+    there."""
+    items = list(orb().with_resources("invoices", "invoice_line_items", "credit_ledger_entries"))
+
+    assert items and all(isinstance(item, pa.Table) for item in items)
+    assert not any("_dlt_load_id" in item.column_names for item in items)
+    roots = [item for item in items if "_dlt_parent_id" not in item.column_names]
+
+    def ids(marker: str) -> set[str]:
+        """Ids of the root rows of the table that has the column `marker`."""
+        return {
+            row_id
+            for root in roots
+            if marker in root.column_names
+            for row_id in root["id"].to_pylist()
+        }
+
+    assert ids("invoice_number") == set(account.objects("invoices"))
+    assert ids("adjusted_subtotal") == set(account.objects("invoice_line_items"))
+    assert ids("entry_type") == set(account.objects("credit_ledger_entries"))
 
 
 def _script_function(name: str) -> Any:
