@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from . import schema, wire
+from . import schema, transform, wire
 from .client import rate_class
 from .schema import Shape
 
@@ -37,11 +37,19 @@ class Sync(StrEnum):
     """Per-customer lists re-read for the customers whose activity feed moved since the last
     run, open objects re-read by id; every customer on a full run."""
 
+    RESTATED = "restated"
+    """A time series Orb computes from events (usage, costs, event volume): late events
+    change recent windows, so each run reads from where the last one ended minus a
+    restatement window, and each window's row replaces the one loaded before."""
+
 
 class Scope(StrEnum):
     ACCOUNT = "account"
     CUSTOMER = "customer"
     """Orb only lists these per customer: the source fans out over every customer."""
+    SUBSCRIPTION = "subscription"
+    """Orb serves these per subscription: the source fans out over the subscriptions that can
+    have new or restated windows (`series.py`)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,21 @@ class Activity:
 
 
 @dataclass(frozen=True)
+class Series:
+    """A time series read by timeframe (`timeframe_start`, `timeframe_end`), in windows of a
+    `day` (at the customer's local midnight, as Orb cuts them) or an `hour` (UTC)."""
+
+    window: Literal["day", "hour"]
+    rows: Callable[[Any, Mapping[str, Any]], list[dict[str, Any]]]
+    """The table's rows from one response (`transform.py`), given what the request was for
+    (`subscription_id`, `customer_id`)."""
+    paginated: bool = False
+    """Listed page by page (event volume), rather than answered in one body."""
+    grouped: bool = False
+    """Also read per configured grouping key of a billable metric (`usage_group_by`)."""
+
+
+@dataclass(frozen=True)
 class ChildTable:
     """An array of each object split out into a table of its own (an invoice's line items)."""
 
@@ -186,7 +209,16 @@ class Strategy:
 
 
 STRATEGY_FIELDS = frozenset(
-    {"cursor", "open_set", "refetch", "backdated", "listed_for_new", "activity", "feature"}
+    {
+        "cursor",
+        "open_set",
+        "refetch",
+        "backdated",
+        "listed_for_new",
+        "activity",
+        "feature",
+        "series",
+    }
 )
 """Endpoint fields that only some strategies read: set where no strategy reads them, they would
 be ignored, silently."""
@@ -211,6 +243,16 @@ STRATEGIES: Mapping[tuple[Scope, Sync], Strategy] = {
     (Scope.CUSTOMER, Sync.ON_ACTIVITY): Strategy(
         required=frozenset({"activity"}),
         records="the customers listed again; complete on a pass over every customer",
+    ),
+    (Scope.ACCOUNT, Sync.RESTATED): Strategy(
+        required=frozenset({"series"}),
+        emits_once=True,
+        records="nothing: a window's row is replaced, never deleted",
+    ),
+    (Scope.SUBSCRIPTION, Sync.RESTATED): Strategy(
+        required=frozenset({"series"}),
+        emits_once=True,
+        records="nothing: a window's row is replaced, never deleted",
     ),
 }
 """Every (scope, sync) a strategy implements."""
@@ -247,6 +289,8 @@ class Endpoint:
     feature: str | None = None
     """The Orb feature the endpoint belongs to, for an account may lack it: Orb then answers
     404 or 403, and the table is skipped with one info line."""
+    series: Series | None = None
+    """What `Sync.RESTATED` reads: the windows and how a response becomes rows."""
 
     def __post_init__(self) -> None:
         strategy = STRATEGIES.get((self.scope, self.sync))
@@ -418,6 +462,31 @@ CATALOG: tuple[Endpoint, ...] = (
         schema.EVENT_BACKFILLS,
         feature="event backfills",
     ),
+    Endpoint(
+        "subscription_usage",
+        "/subscriptions/{subscription_id}/usage",
+        Sync.RESTATED,
+        schema.SUBSCRIPTION_USAGE,
+        scope=Scope.SUBSCRIPTION,
+        params={"granularity": "day", "view_mode": "periodic"},
+        series=Series("day", transform.usage_rows, grouped=True),
+    ),
+    Endpoint(
+        "subscription_costs",
+        "/subscriptions/{subscription_id}/costs",
+        Sync.RESTATED,
+        schema.SUBSCRIPTION_COSTS,
+        scope=Scope.SUBSCRIPTION,
+        params={"view_mode": "periodic"},
+        series=Series("day", transform.cost_rows),
+    ),
+    Endpoint(
+        "event_volume",
+        "/events/volume",
+        Sync.RESTATED,
+        schema.EVENT_VOLUME,
+        series=Series("hour", transform.volume_rows, paginated=True),
+    ),
 )
 
 ENDPOINTS: Mapping[str, Endpoint] = {endpoint.table: endpoint for endpoint in CATALOG}
@@ -486,3 +555,8 @@ ARROW_TABLES: frozenset[str] = frozenset(
     table for endpoint in CATALOG if endpoint.arrow for table in endpoint.tables
 )
 """The high-volume tables, built as Arrow tables when the source's `arrow` is on."""
+
+SERIES_TABLES: frozenset[str] = frozenset(
+    table for endpoint in CATALOG if endpoint.series for table in endpoint.tables
+)
+"""The time series (`Sync.RESTATED`): usage, costs, event volume."""

@@ -226,9 +226,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         customers=args.customers,
         seed=args.seed,
         latency=args.latency,
-        rate_limits={"read": limits.read, "credit_balance": limits.credit_balance}
-        if args.rate_limit
-        else None,
+        rate_limits=limits.by_class() if args.rate_limit else None,
     )
     return EXIT_OK
 

@@ -103,20 +103,36 @@ class RateLimits:
 
     read: float = 100.0
     credit_balance: float = 10.0
+    analytics: float = 10.0
 
     @classmethod
     def for_key(cls, key_kind: str) -> RateLimits:
         """Live, test-mode and trial keys have different documented budgets."""
         return {
             "live": cls(),
-            "test": cls(read=50.0, credit_balance=5.0),
-            "trial": cls(read=10.0, credit_balance=1.0),
+            "test": cls(read=50.0, credit_balance=5.0, analytics=5.0),
+            "trial": cls(read=10.0, credit_balance=1.0, analytics=1.0),
         }[key_kind]
+
+    def by_class(self) -> dict[str, float]:
+        """Requests per second by rate class name (`rate_class`)."""
+        return {
+            "read": self.read,
+            "credit_balance": self.credit_balance,
+            "analytics": self.analytics,
+        }
+
+
+ANALYTICS = frozenset({"usage", "costs"})
+"""The last path segment of Orb's Analytics class: subscription and customer usage and costs."""
 
 
 def rate_class(path: str) -> str:
-    """Orb's ledger class holds the credit-balance endpoints; every other GET is `read`."""
+    """Orb's ledger class holds the credit-balance endpoints, its Analytics class the usage
+    and costs of a subscription or customer; every other GET is `read`."""
     parts = path.strip("/").split("/")
+    if parts[0] in ("customers", "subscriptions") and len(parts) >= 3 and parts[-1] in ANALYTICS:
+        return "analytics"
     is_balance = parts[0] == "customers" and parts[-1] == "credits" and len(parts) in (3, 4)
     return "credit_balance" if is_balance else "read"
 
@@ -309,10 +325,7 @@ class OrbClient:
             raise OrbAuthError("No Orb API key: set ORB_API_KEY or sources.orb.api_key.")
         limits = rate_limits or RateLimits()
         self.base_url = base_url.rstrip("/")
-        self.buckets = {
-            "read": TokenBucket(limits.read),
-            "credit_balance": TokenBucket(limits.credit_balance),
-        }
+        self.buckets = {klass: TokenBucket(rate) for klass, rate in limits.by_class().items()}
         self.stats = stats or RequestStats()
         self.decoders = decoders or {}
         self.clock = ServerClock()

@@ -11,6 +11,9 @@ in full, as on a `--full-refresh` run), and reports:
 - amounts: per currency, the money total the destination's SQL sums (`DECIMAL`) against the
   same total of Orb's values summed as `Decimal`; compared exactly, never through a float.
 
+Usage, costs and event volume are not compared: their recent windows move with every event
+until they are final, and Orb has no listing of them to compare with but their whole history.
+
 Nothing is written: reconcile only reads, so it can run beside a scheduled sync (whatever
 changes in Orb between the two shows as drift until the next run).
 """
@@ -29,7 +32,7 @@ from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.destinations.sql_client import SqlClientBase
 
-from .catalog import CATALOG, PAGE_DECODERS, TABLES, Endpoint
+from .catalog import CATALOG, PAGE_DECODERS, SERIES_TABLES, TABLES, Endpoint
 from .client import MAX_ATTEMPTS, MAX_CONCURRENCY, REQUEST_TIMEOUT, OrbClient, RateLimits
 from .destinations import check_destination
 from .hints import table_columns
@@ -246,7 +249,11 @@ def reconcile(
     )
     pipeline = pipeline or make_pipeline(destination, dataset_name)
     check_destination(pipeline)
-    tables = [table for table in TABLES if not resources or table in resources]
+    tables = [
+        table
+        for table in TABLES
+        if (not resources or table in resources) and table not in SERIES_TABLES
+    ]
     checked_at = datetime.now(UTC)
     listed = _list_api(api_key, base_url, checked_at, tables)
     with pipeline.sql_client() as sql:
@@ -271,6 +278,7 @@ def _list_api(
         rate_limits=RateLimits(
             _setting("read_rate_limit", RateLimits.read),
             _setting("credit_balance_rate_limit", RateLimits.credit_balance),
+            _setting("analytics_rate_limit", RateLimits.analytics),
         ),
         max_concurrency=_setting("max_concurrency", MAX_CONCURRENCY),
         timeout=_setting("request_timeout", REQUEST_TIMEOUT),

@@ -550,6 +550,33 @@ EVENT_BACKFILLS = Shape(
     bool=("replace_existing_events",),
 )
 
+SUBSCRIPTION_USAGE = Shape(
+    timestamp=("timeframe_start", "timeframe_end"),
+    text=(
+        "subscription_id",
+        "customer_id",
+        "billable_metric_id",
+        "billable_metric_name",
+        "property_key",
+        "property_value",
+    ),
+    decimal=("quantity",),
+)
+"""A day of one billable metric's usage (`id`: subscription/metric/day[/key=value])."""
+
+SUBSCRIPTION_COSTS = Shape(
+    timestamp=("timeframe_start", "timeframe_end"),
+    text=("subscription_id", "customer_id"),
+    decimal=("subtotal", "total"),
+    nested={
+        ("per_price_costs",): Shape(text=("price_id",), decimal=("subtotal", "total", "quantity")),
+    },
+)
+"""A day of a subscription's costs (`id`: subscription/day), each price's in a child table."""
+
+EVENT_VOLUME = Shape(timestamp=("timeframe_start", "timeframe_end"), bigint=("count",))
+"""An hour's count of events (`id`: the hour)."""
+
 ALERTS = Shape(
     timestamp=("created_at",),
     text=("customer_id", "subscription_id", "type", "currency"),

@@ -15,8 +15,18 @@ from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TSecretStrValue
 from dlt.extract import DltResource, DltSource
 
+from . import series, strategies
 from .arrow import Held, arrow_items
-from .catalog import ARROW_TABLES, CATALOG, EMITTED_ONCE, PAGE_DECODERS, TABLES, Endpoint
+from .catalog import (
+    ARROW_TABLES,
+    CATALOG,
+    EMITTED_ONCE,
+    PAGE_DECODERS,
+    TABLES,
+    Endpoint,
+    Scope,
+    Sync,
+)
 from .client import (
     DEFAULT_BASE_URL,
     MAX_ATTEMPTS,
@@ -32,7 +42,7 @@ from .hints import resource_hints
 from .lakehouse import MERGING_FORMATS, propagate_load_id
 from .precision import Fitting, fit_rows, objects_at
 from .state import ListingState
-from .strategies import READERS, Listed, SyncContext
+from .strategies import Listed, Reader, SyncContext
 from .transform import Row, split_children, to_rows, without_field
 
 logger = logging.getLogger(__name__)
@@ -49,6 +59,9 @@ class SourceOptions(TypedDict, total=False):
     max_concurrency: int
     read_rate_limit: float
     credit_balance_rate_limit: float
+    analytics_rate_limit: float
+    restatement_days: int
+    usage_group_by: dict[str, str] | None
     request_timeout: float
     max_attempts: int
     arrow: bool
@@ -158,6 +171,9 @@ def orb_tables(
     max_concurrency: int = MAX_CONCURRENCY,
     read_rate_limit: float = RateLimits.read,
     credit_balance_rate_limit: float = RateLimits.credit_balance,
+    analytics_rate_limit: float = RateLimits.analytics,
+    restatement_days: int = 3,
+    usage_group_by: dict[str, str] | None = None,
     request_timeout: float = REQUEST_TIMEOUT,
     max_attempts: int = MAX_ATTEMPTS,
     stats: RequestStats | None = None,
@@ -179,6 +195,11 @@ def orb_tables(
         max_concurrency: requests in flight at once, across all endpoints.
         read_rate_limit: requests per second for Orb's read class.
         credit_balance_rate_limit: requests per second for the credit-balance class.
+        analytics_rate_limit: requests per second for the Analytics class (usage, costs).
+        restatement_days: days of usage, costs and event volume read again each run, for
+            the events that arrive late (`series.py`).
+        usage_group_by: billable metric id -> event property: that metric's usage is also
+            loaded grouped by the property (one more request per subscription and metric).
         request_timeout: seconds before a request is abandoned and retried.
         max_attempts: tries per request before the run fails (429, 5xx, timeouts, drops).
         stats: counters the caller reads after the run (requests, retries, 429s).
@@ -198,7 +219,7 @@ def orb_tables(
     client = OrbClient(
         api_key,
         base_url,
-        rate_limits=RateLimits(read_rate_limit, credit_balance_rate_limit),
+        rate_limits=RateLimits(read_rate_limit, credit_balance_rate_limit, analytics_rate_limit),
         decoders=PAGE_DECODERS,
         max_concurrency=max_concurrency,
         timeout=request_timeout,
@@ -215,6 +236,8 @@ def orb_tables(
         else None,
         max_concurrency=max_concurrency,
         schema_changes=set() if schema_changes is None else schema_changes,
+        restatement=timedelta(days=restatement_days),
+        usage_group_by=dict(usage_group_by or {}),
     )
     if table_format in MERGING_FORMATS:
         propagate_load_id(dlt.current.source_schema())
@@ -342,6 +365,10 @@ def listing_state(endpoint: Endpoint) -> ListingState:
     # Earlier versions held it on a hidden page resource, which dlt's drop never reset.
     dlt.current.source_state().get("resources", {}).pop(f"{endpoint.table}_pages", None)
     return cast(ListingState, state)
+
+
+READERS: dict[tuple[Scope, Sync], Reader] = {**strategies.READERS, **series.READERS}
+"""The reader of each strategy the catalog declares (`catalog.STRATEGIES`)."""
 
 
 def endpoint_pages(ctx: SyncContext, endpoint: Endpoint, state: ListingState) -> Listed:

@@ -47,6 +47,22 @@ class ListingState(TypedDict, total=False):
     """Written by earlier releases instead of `open_objects`; removed when read."""
     listing_state_of: str
     """On a child table's resource: the table whose resource holds the shared listing state."""
+    read_to: str
+    """Restated series of the account: where the last read ended."""
+    subscriptions: dict[str, SeriesRead]
+    """Restated series per subscription: the subscriptions still followed, by id."""
+
+
+class SeriesRead(TypedDict, total=False):
+    """One subscription's series, as followed between runs (`series.py`)."""
+
+    customer_id: str
+    timezone: str
+    """The customer's: Orb cuts daily windows at its local midnight."""
+    start_date: str
+    end_date: str | None
+    read_to: str
+    """Where the last read ended; the next starts a restatement window before it."""
 
 
 class Listing(TypedDict, total=False):

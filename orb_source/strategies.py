@@ -83,6 +83,10 @@ class SyncContext:
     full_refresh_every: timedelta | None = None
     max_concurrency: int = MAX_CONCURRENCY
     schema_changes: set[str] = field(default_factory=set)
+    restatement: timedelta = timedelta(days=3)
+    """How far back restated series are read again each run (`series.py`)."""
+    usage_group_by: Mapping[str, str] = field(default_factory=dict)
+    """Billable metric id -> the event property its usage is also read grouped by."""
     state: dict[str, Any] | None = None
     """The source state complete listings and the account are noted in: bound by the source's
     resources (`bind`), or a dict of its own for a listing read outside a pipeline

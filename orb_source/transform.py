@@ -7,7 +7,7 @@ the tables hold ids instead, so an analyst joins to the one current copy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 Row = dict[str, Any]
@@ -68,3 +68,57 @@ def line_item_row(child: Mapping[str, Any], parent_id: str, link: str, synced_at
 
 def _id_of(value: Any) -> Any:
     return value.get("id") if isinstance(value, Mapping) else value
+
+
+def window_key(timestamp: str) -> str:
+    """A window's start as one spelling (UTC, ISO 8601), however Orb wrote it: part of the
+    row id, so a restated window replaces its row."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(UTC).isoformat()
+
+
+def usage_rows(data: Iterable[Mapping[str, Any]], of: Mapping[str, Any]) -> list[Row]:
+    """One row per billable metric (and group), per window of a subscription's usage."""
+    rows: list[Row] = []
+    for series in data:
+        metric = series.get("billable_metric") or {}
+        group = series.get("metric_group") or {}
+        key, value = group.get("property_key"), group.get("property_value")
+        suffix = f"/{key}={value}" if group else ""
+        for window in series.get("usage") or ():
+            start = window_key(window["timeframe_start"])
+            rows.append(
+                {
+                    "id": f"{of['subscription_id']}/{metric.get('id')}/{start}{suffix}",
+                    **of,
+                    "billable_metric_id": metric.get("id"),
+                    "billable_metric_name": metric.get("name"),
+                    "property_key": key,
+                    "property_value": value,
+                    "timeframe_start": window["timeframe_start"],
+                    "timeframe_end": window["timeframe_end"],
+                    "quantity": window.get("quantity"),
+                }
+            )
+    return rows
+
+
+def cost_rows(data: Iterable[Mapping[str, Any]], of: Mapping[str, Any]) -> list[Row]:
+    """One row per window of a subscription's costs; each price's costs as a child array,
+    its price as `price_id` (the `prices` table holds the price)."""
+    return [
+        {
+            "id": f"{of['subscription_id']}/{window_key(window['timeframe_start'])}",
+            **of,
+            **{key: value for key, value in window.items() if key != "per_price_costs"},
+            "per_price_costs": [
+                {key: value for key, value in cost.items() if key != "price"}
+                for cost in window.get("per_price_costs") or ()
+            ],
+        }
+        for window in data
+    ]
+
+
+def volume_rows(data: Iterable[Mapping[str, Any]], of: Mapping[str, Any]) -> list[Row]:
+    """One row per hour of the account's event volume."""
+    return [{"id": window_key(hour["timeframe_start"]), **of, **hour} for hour in data]

@@ -29,6 +29,8 @@ def isolate(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(("ORB_", "SOURCES__", "DESTINATION__")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("DLT_DATA_DIR", str(folder / "dlt"))
+    # the sandbox sets no Analytics limit: Orb's 10 requests/s would only slow the suite down
+    monkeypatch.setenv("SOURCES__ORB__ANALYTICS_RATE_LIMIT", "1000")
     monkeypatch.chdir(folder)
 
 

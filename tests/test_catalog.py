@@ -22,7 +22,7 @@ from orb_source.catalog import (
     Sync,
 )
 from orb_source.schema import Shape
-from orb_source.strategies import READERS
+from orb_source.source import READERS
 
 CREATED = Cursor("created_at", "created_at")
 OPEN_SET = OpenSet("status", ("active",), ("ended",), "status[]", "/things/{id}")
@@ -86,5 +86,12 @@ def test_open_while_filters_on_one_value() -> None:
 
 
 def test_what_the_catalog_derives_from_its_entries() -> None:
-    assert {"subscriptions", "invoices", "invoice_line_items"} == EMITTED_ONCE
+    assert {
+        "subscriptions",
+        "invoices",
+        "invoice_line_items",
+        "subscription_usage",
+        "subscription_costs",
+        "event_volume",
+    } == EMITTED_ONCE
     assert {"invoices", "invoice_line_items", "credit_ledger_entries"} == ARROW_TABLES

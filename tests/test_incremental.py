@@ -185,9 +185,14 @@ def test_an_incremental_run_reads_only_what_can_have_changed(
     assert requests["/credit_blocks/{id}"] == len(elsewhere) > 0
 
     ledger_floor = len(new_entries) + len(pending_before)
-    assert ledger_floor <= rows["/customers/{id}/credits/ledger"] <= ledger_floor + len(moved) + 2
     ledger_requests = Counter(
         path.split("/")[2] for _, path, _ in sandbox.stats.log if path.endswith("/credits/ledger")
+    )
+    assert (
+        ledger_floor <= rows["/customers/{id}/credits/ledger"] <= ledger_floor + len(moved) + 2
+    ), (
+        f"ledger requests by customer: {dict(ledger_requests)}; moved: {sorted(moved)};"
+        f" with pending entries: {sorted(with_pending)}"
     )
     plain = (customers_before & set(account.customers)) - with_pending
     assert plain and {c: ledger_requests[c] for c in plain} == dict.fromkeys(plain, 1)

@@ -1,0 +1,242 @@
+"""Time series Orb computes from events: usage, costs and event volume (`Sync.RESTATED`).
+
+Orb has no "changed since" for them, and a late event changes the window of its timestamp,
+not the latest one. So each run reads a series from where the last run ended minus the
+restatement window (`restatement_days`), cut at whole windows, and each window's row replaces
+the one loaded before (the row id is the window's key). Windows older than that are final;
+`--full-refresh` reads every series from its start again, e.g. after an event backfill that
+reached further back.
+
+Per subscription, a run reads the subscriptions that can have new or restated windows: the
+active and upcoming ones, those created since the last run (one that started and ended in
+between), and those that ended within the restatement window. A first run reads every
+subscription from its start (or the start date). The periodic full refresh does not apply:
+rows of a series are never deleted, so there is nothing for it to find.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from datetime import time as day_start
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .catalog import Cursor, Endpoint, Scope, Series, Sync
+from .client import OrbNotFound
+from .state import ListingState, SeriesRead
+from .strategies import (
+    Listed,
+    Reader,
+    SyncContext,
+    Watermark,
+    bounded_map,
+    fetch_by_id,
+    parse_time,
+)
+from .transform import Row
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIPTIONS = "/subscriptions"
+OPEN = ["active", "upcoming"]
+"""The subscriptions that can have new windows, by Orb's status filter."""
+CREATED = Cursor("created_at", "created_at")
+
+
+def orb_now(ctx: SyncContext) -> datetime:
+    """Now on Orb's clock (its `Date` headers), or the run's start before any answer."""
+    return ctx.client.clock.orb_time(time.time()) or ctx.started_at
+
+
+def window_start(moment: datetime, window: str, timezone: str = "UTC") -> datetime:
+    """The start of the window `moment` falls in: the hour (UTC), or the day at the
+    customer's local midnight, as Orb cuts daily usage and costs."""
+    if window == "hour":
+        return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    local_day = moment.astimezone(zone).date()
+    return datetime.combine(local_day, day_start(), zone).astimezone(UTC)
+
+
+def restated_from(ctx: SyncContext, series: Series, read_to: str, timezone: str) -> datetime:
+    """Where a series last read up to `read_to` is read again: whole windows, from the
+    restatement window before it."""
+    return window_start(parse_time(read_to) - ctx.restatement, series.window, timezone)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def read_account_series(ctx: SyncContext, endpoint: Endpoint, state: ListingState) -> Listed:
+    """The account's series (event volume), from its start on a first run: the start date,
+    else the hour the account's first customer was created."""
+    series = _series(endpoint)
+    read_to = None if ctx.full_refresh else state.get("read_to")
+    if read_to:
+        start: datetime | None = restated_from(ctx, series, read_to, "UTC")
+    else:
+        start = ctx.start_date or _first_customer(ctx)
+    end = orb_now(ctx)
+    if start is not None and start < end:
+        params = {
+            **endpoint.params,
+            "timeframe_start": _iso(window_start(start, series.window)),
+            "timeframe_end": _iso(end),
+        }
+        for page in ctx.client.paginate(endpoint.path, params):
+            yield None, series.rows(page, {})
+    state["read_to"] = end.isoformat()
+
+
+def _first_customer(ctx: SyncContext) -> datetime | None:
+    created = [
+        parse_time(obj["created_at"])
+        for page in ctx.customer_pages()
+        for obj in page
+        if isinstance(obj.get("created_at"), str)
+    ]
+    return min(created, default=None)
+
+
+def read_subscription_series(ctx: SyncContext, endpoint: Endpoint, state: ListingState) -> Listed:
+    """Each subscription's series that can have new or restated windows, concurrently in
+    Orb's Analytics rate class; the grouped usage of `usage_group_by` with it."""
+    series = _series(endpoint)
+    full = ctx.full_refresh or "subscriptions" not in state
+    tracked: dict[str, SeriesRead] = {} if full else dict(state.get("subscriptions", {}))
+    watermark = Watermark(
+        CREATED, None if full else state.get("cursor"), ctx.started_at, ctx.client.clock
+    )
+    listed = _subscriptions(ctx, watermark, full)
+    quiet = sorted(sid for sid, read in tracked.items() if sid not in listed and _may_end(read))
+    for page in fetch_by_id(ctx, SUBSCRIPTIONS + "/{id}", quiet):
+        listed.update((sub["id"], sub) for sub in page)
+    for sid in quiet:
+        if sid not in listed:
+            tracked.pop(sid)  # gone from Orb: its rows stay as they were loaded
+    for sid, sub in listed.items():
+        tracked[sid] = _tracked(sub, tracked.get(sid))
+    now = orb_now(ctx)
+    windows = {
+        sid: span for sid, read in tracked.items() if (span := _span(ctx, series, read, now))
+    }
+
+    def read_one(sid: str) -> tuple[str, list[Row] | None]:
+        start, end = windows[sid]
+        read = tracked[sid]
+        path = endpoint.path.format(subscription_id=sid)
+        params = {**endpoint.params, "timeframe_start": _iso(start), "timeframe_end": _iso(end)}
+        of = {"subscription_id": sid, "customer_id": read["customer_id"]}
+        try:
+            rows = series.rows(ctx.client.get(path, params)["data"], of)
+            if series.grouped:
+                rows += _grouped(ctx, path, params, series, rows, of)
+        except OrbNotFound:
+            return sid, None
+        return sid, rows
+
+    for sid, rows in bounded_map(ctx.pool(endpoint.rate_class), read_one, sorted(windows)):
+        if rows is None:
+            tracked.pop(sid, None)
+            continue
+        tracked[sid]["read_to"] = _iso(windows[sid][1])
+        if rows:
+            yield tracked[sid]["customer_id"], rows
+    state["subscriptions"] = {
+        sid: read for sid, read in tracked.items() if not _final(ctx, read, now)
+    }
+    state["cursor"] = watermark.value
+
+
+def _subscriptions(ctx: SyncContext, watermark: Watermark, full: bool) -> dict[str, Any]:
+    """Every subscription on a full run; else the open ones and those created since the
+    last run, whatever their status."""
+    listings: list[Mapping[str, Any]] = (
+        [{}] if full else [{"status[]": OPEN}, watermark.params(None)]
+    )
+    found: dict[str, Any] = {}
+    for index, params in enumerate(listings):
+        for page in ctx.client.paginate(SUBSCRIPTIONS, params):
+            if full or index == 1:
+                watermark.observe(page)
+            found.update((sub["id"], sub) for sub in page)
+    return found
+
+
+def _tracked(sub: Mapping[str, Any], before: SeriesRead | None) -> SeriesRead:
+    customer = sub.get("customer") or {}
+    read = SeriesRead(
+        customer_id=str(customer.get("id")),
+        timezone=str(customer.get("timezone") or "UTC"),
+        start_date=sub["start_date"],
+        end_date=sub.get("end_date"),
+    )
+    if before and before.get("read_to"):
+        read["read_to"] = before["read_to"]
+    return read
+
+
+def _may_end(read: SeriesRead) -> bool:
+    """Not known to have ended before it was last read: it left the open listing, so Orb
+    holds its end date."""
+    end_date, read_to = read.get("end_date"), read.get("read_to")
+    return not end_date or not read_to or parse_time(end_date) > parse_time(read_to)
+
+
+def _span(
+    ctx: SyncContext, series: Series, read: SeriesRead, now: datetime
+) -> tuple[datetime, datetime] | None:
+    """The timeframe this run reads of one subscription, None when it has nothing new."""
+    start = parse_time(read["start_date"])
+    if read.get("read_to"):
+        start = max(start, restated_from(ctx, series, read["read_to"], read["timezone"]))
+    elif ctx.start_date:
+        start = max(start, window_start(ctx.start_date, series.window, read["timezone"]))
+    end_date = read.get("end_date")
+    end = min(now, parse_time(end_date)) if end_date else now
+    return (start, end) if start < end else None
+
+
+def _final(ctx: SyncContext, read: SeriesRead, now: datetime) -> bool:
+    """Ended long enough ago that no window of it can be restated any more."""
+    end_date = read.get("end_date")
+    return bool(end_date and read.get("read_to") and parse_time(end_date) + ctx.restatement <= now)
+
+
+def _grouped(
+    ctx: SyncContext,
+    path: str,
+    params: Mapping[str, Any],
+    series: Series,
+    rows: list[Row],
+    of: Mapping[str, Any],
+) -> list[Row]:
+    """The usage of each billable metric the subscription has, grouped by its configured
+    property (`usage_group_by`)."""
+    metrics = {row["billable_metric_id"] for row in rows}
+    grouped: list[Row] = []
+    for metric_id, key in sorted(ctx.usage_group_by.items()):
+        if metric_id in metrics:
+            query = {**params, "billable_metric_id": metric_id, "group_by": key}
+            grouped += series.rows(ctx.client.get(path, query)["data"], of)
+    return grouped
+
+
+def _series(endpoint: Endpoint) -> Series:
+    if endpoint.series is None:
+        raise ValueError(f"catalog entry {endpoint.table} lacks what its sync strategy needs")
+    return endpoint.series
+
+
+READERS: Mapping[tuple[Scope, Sync], Reader] = {
+    (Scope.ACCOUNT, Sync.RESTATED): read_account_series,
+    (Scope.SUBSCRIPTION, Sync.RESTATED): read_subscription_series,
+}
+"""The readers of the restated strategies (`catalog.STRATEGIES`)."""
