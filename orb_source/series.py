@@ -157,16 +157,20 @@ def read_subscription_series(ctx: SyncContext, endpoint: Endpoint, state: Listin
 
 def _subscriptions(ctx: SyncContext, watermark: Watermark, full: bool) -> dict[str, Any]:
     """Every subscription on a full run; else the open ones and those created since the
-    last run, whatever their status."""
-    listings: list[Mapping[str, Any]] = (
-        [{}] if full else [{"status[]": OPEN}, watermark.params(None)]
-    )
+    last run, whatever their status. Usage and costs share the listings."""
     found: dict[str, Any] = {}
-    for index, params in enumerate(listings):
-        for page in ctx.client.paginate(SUBSCRIPTIONS, params):
-            if full or index == 1:
-                watermark.observe(page)
+    if full:
+        listings = [ctx.shared_listing(SUBSCRIPTIONS, {})]
+    else:
+        open_now = ctx.shared_listing(SUBSCRIPTIONS, {"status[]": OPEN})
+        since = watermark.since(None)
+        created = {f"{CREATED.param}[gte]": since.isoformat()} if since else {}
+        listings = [open_now, ctx.shared_listing(SUBSCRIPTIONS, created)]
+    for pages in listings:
+        for page in pages:
             found.update((sub["id"], sub) for sub in page)
+    for page in listings[-1]:
+        watermark.observe(page)
     return found
 
 

@@ -97,6 +97,7 @@ class SyncContext:
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
     _feed_listings: dict[str, Future[FeedListing]] = field(default_factory=dict, repr=False)
     _customer_pages: list[Page] | None = field(default=None, repr=False)
+    _shared: dict[str, Future[list[Page]]] = field(default_factory=dict, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _customers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _leases: int = field(default=0, repr=False)
@@ -129,6 +130,23 @@ class SyncContext:
                 customers = (obj for page in self._customer_pages for obj in page)
                 record_account(self.source_state(), self.client.base_url, customers)
             return self._customer_pages
+
+    def shared_listing(self, path: str, params: Params) -> list[Page]:
+        """A listing several tables read this run (the subscriptions whose usage and costs
+        are read), requested once: the first to ask lists it, the others wait for it."""
+        key = f"{path}?{sorted(params.items())}"
+        with self._pools_lock:
+            future = self._shared.get(key)
+            first = future is None
+            if future is None:
+                future = self._shared[key] = Future()
+        if first:
+            try:
+                future.set_result(list(self.client.paginate(path, params)))
+            except BaseException as exc:
+                future.set_exception(exc)
+                raise
+        return future.result()
 
     def customer_ids(self) -> list[str]:
         return [obj["id"] for page in self.customer_pages() for obj in page]
