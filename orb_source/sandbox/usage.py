@@ -16,8 +16,9 @@ the account's usage log, so the analytics endpoints always agree with the invoic
   the subscription's start and end: "slots". A slot's events fall on its whole UTC hours by a
   daily profile (busier in working hours), each event stamped on its hour.
 - Metric usage. A subscription's usage of a billable metric in a billing period is the events
-  of the first usage line on that period's invoices that bills the metric, for each metric of
-  the subscription's usage prices. Where a subscription has two usage prices on one metric
+  of the first usage line on that period's invoices that bills the metric (failing that, of
+  the first such line deleted from a draft: deleting a line loses no usage), for each metric
+  of the subscription's usage prices. Where a subscription has two usage prices on one metric
   (the plan with every price model) or an invoice repeats a price, the other lines keep their
   own events and quantities: they count in costs, not in usage or event volume.
 - Groups. Every metric's events carry a `region` property from a small fixed set per metric;
@@ -456,10 +457,12 @@ class UsageBook:
 
     def metric_lines(self, sub: Obj) -> dict[str, list[Obj]]:
         """Per billable metric of the subscription, the line whose events are its usage in each
-        billing period: the first usage line billing the metric on that period's invoices."""
+        billing period: the first usage line billing the metric on that period's invoices, or
+        failing that the first such line deleted from them."""
         found: dict[str, list[Obj]] = {metric: [] for metric in usage_metrics(sub)}
         seen: set[tuple[str, datetime]] = set()
-        for line in self.lines(sub):
+        dropped = self.account.usage_log.dropped.get(sub["id"], [])
+        for line in itertools.chain(self.lines(sub), dropped):
             if not is_usage(line["price"]):
                 continue
             metric = line["price"]["billable_metric"]["id"]
