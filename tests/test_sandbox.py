@@ -1091,7 +1091,8 @@ def test_simulate_day_restates_recent_days() -> None:
     """Late-arriving events grow days already served, up to three days back within the draft's
     period (here the October drafts, not yet issued); the drafts they reach are repriced, so
     usage still adds up to every invoice, and a line deleted from a draft keeps its usage;
-    usage reaches the new now; a subscription ended that day has usage up to its end."""
+    usage reaches the new now; a subscription ended that day has usage up to its end, one
+    started has none before its first draft's period."""
     account = default_account()
     api, before_now = Api(account), account.now
     week = span(before_now - timedelta(days=7), before_now + timedelta(days=2))
@@ -1115,6 +1116,7 @@ def test_simulate_day_restates_recent_days() -> None:
     assert min(old_days) >= account.now - timedelta(days=4), "today and three days back only"
     checked = assert_usage_matches_invoices(account)
     assert checked["draft"] > 50 and checked["deleted"] == 1
+    assert checked["ahead"] == 1, "the started subscription's first draft, opened ahead"
     for sub in account.subscriptions.values():
         windows = [w for ws in served_usage(api, sub["id"], granularity="day").values() for w in ws]
         if sub["status"] == "active" and windows:

@@ -706,8 +706,10 @@ def subscription_usage(
 ) -> Obj:
     """What `GET /subscriptions/{id}/usage` answers (before JSON encoding), parameters checked
     by the API: the subscription's current billing period without a timeframe; windows of
-    the customer's local days (`granularity="day"`) or one window, within the subscription's
-    life and before now; one entry per billable metric of its usage prices, by metric id."""
+    the customer's local days (`granularity="day"`; not cut where a billing period starts) or
+    one window, within the subscription's life and before now; one entry per billable metric
+    of its usage prices, by metric id; grouped by `region`, one entry per region with usage in
+    the timeframe, and none for any other key."""
     sub = account.subscriptions[subscription_id]
     start, end = (
         billing_period(sub)
