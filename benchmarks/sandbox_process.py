@@ -26,7 +26,7 @@ from typing import Any
 from orb_source.client import RateLimits
 from orb_source.sandbox import SandboxServer, generate_account
 from orb_source.sandbox.api import resolve
-from orb_source.sandbox.server import CREDIT_BALANCE_ROUTE
+from orb_source.sandbox.server import rate_class
 
 
 def snapshot(server: SandboxServer) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def _class_windows(entries: list[tuple[float, str, int]]) -> dict[str, list[floa
     origin = min(arrived for arrived, _, _ in entries)
     windows: dict[str, list[float]] = {}
     for arrived, route, _ in entries:
-        klass = "credit_balance" if route == CREDIT_BALANCE_ROUTE else "read"
+        klass = rate_class(route)
         at = arrived - origin
         window = windows.setdefault(klass, [at, at, 0.0])
         window[0], window[1], window[2] = min(window[0], at), max(window[1], at), window[2] + 1

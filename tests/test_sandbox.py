@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import subprocess
@@ -13,13 +14,18 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from orb_source.sandbox import Account, Fault, SandboxServer, generate_account, simulate_day
 from orb_source.sandbox.account import Number, double, dumps
+from orb_source.sandbox.api import Api
 from orb_source.sandbox.mutations import add_customer
+from orb_source.sandbox.server import rate_class
+from orb_source.sandbox.usage import LineKey, hour_ceil, hour_floor, readings, series
+from tests.conftest import default_account
 
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=UTC)
 KEY = "sandbox-key"
@@ -761,3 +767,384 @@ def test_serve_runs_until_sigterm() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+# Analytics: usage, costs, event volume ----------
+
+
+@pytest.fixture(scope="module")
+def default() -> Account:
+    """The suite's default account (25 customers, seed 7), unchanged by these tests."""
+    return default_account()
+
+
+def answer(api: Api, path: str, **params: Any) -> Any:
+    """A 200 answer of the in-process API, numbers parsed exactly."""
+    reply = api.handle(path, {k: v if isinstance(v, list) else [str(v)] for k, v in params.items()})
+    assert reply.status == 200, reply.body
+    return json.loads(reply.body, parse_float=Decimal)
+
+
+def span(start: datetime, end: datetime) -> dict[str, str]:
+    return {"timeframe_start": iso(start), "timeframe_end": iso(end)}
+
+
+def period_invoices(account: Account) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(subscription, invoice) of every subscription invoice."""
+    for invoice in account.invoices.values():
+        if invoice["subscription"] is not None:
+            yield account.subscriptions[invoice["subscription"]["id"]], invoice
+
+
+def served_usage(api: Api, sub_id: str, **params: Any) -> dict[str, list[dict[str, Any]]]:
+    """Usage windows per billable metric id."""
+    body = answer(api, f"/subscriptions/{sub_id}/usage", **params)
+    return {entry["billable_metric"]["id"]: entry["usage"] for entry in body["data"]}
+
+
+def assert_usage_matches_invoices(account: Account) -> Counter[str]:
+    """Each metric's daily usage over a billing period adds up to the quantity of the first
+    line billing it on that period's invoice (what counts as the metric's usage); a metric
+    without a line there has the usage of its line deleted from the draft, else none.
+    Returns the lines checked by invoice status."""
+    api, checked = Api(account), Counter[str]()
+    for sub, invoice in period_invoices(account):
+        start, end = invoice["line_items"][0]["start_date"], invoice["line_items"][0]["end_date"]
+        served = served_usage(api, sub["id"], granularity="day", **span(start, end))
+        if start >= account.now:  # a draft opened ahead of its period: nothing served yet
+            assert all(windows == [] for windows in served.values())
+            checked["ahead"] += 1
+            continue
+        firsts: dict[str, dict[str, Any]] = {}
+        deleted = account.usage_log.dropped.get(sub["id"], [])
+        for line in [*invoice["line_items"], *(d for d in deleted if d["start_date"] == start)]:
+            metric = line["price"]["billable_metric"]
+            if line["price"]["price_type"] == "usage_price" and metric and metric["id"] in served:
+                firsts.setdefault(metric["id"], line)
+        for metric, windows in served.items():
+            total = sum(Decimal(w["quantity"]) for w in windows)
+            assert total == (firsts[metric]["quantity"] if metric in firsts else 0), (
+                sub["id"],
+                invoice["id"],
+                metric,
+            )
+            checked[invoice["status"]] += metric in firsts
+            checked["deleted"] += firsts.get(metric, {}).get("id") in {d["id"] for d in deleted}
+    return checked
+
+
+def test_usage_adds_up_to_the_invoice_lines(default: Account) -> None:
+    """Rule (5) on every billing period of every subscription: closed ones (issued, paid,
+    synced, void) and the running drafts. Only the plan with every price model has a second
+    usage price on one metric; those lines keep quantities of their own."""
+    checked = assert_usage_matches_invoices(default)
+    assert {"draft", "issued", "paid", "synced", "void"} <= set(checked)
+    assert sum(checked.values()) > 800 and checked["draft"] > 50
+    seconds = set()
+    for sub, invoice in period_invoices(default):
+        metrics = [
+            line["price"]["billable_metric"]["id"]
+            for line in invoice["line_items"]
+            if line["price"]["price_type"] == "usage_price"
+        ]
+        if len(metrics) != len(set(metrics)):
+            seconds.add(sub["plan"]["external_plan_id"])
+    assert seconds == {"everything"}
+
+
+def test_costs_add_up_to_the_invoice_lines(default: Account) -> None:
+    """Periodic costs over a billing period add up, per price, to its invoice lines' subtotal,
+    adjusted amount and quantity; cumulative costs are their running sum from the period's
+    start and end at those totals."""
+    api, checked = Api(default), 0
+    for sub, invoice in period_invoices(default):
+        start, end = invoice["line_items"][0]["start_date"], invoice["line_items"][0]["end_date"]
+        path = f"/subscriptions/{sub['id']}/costs"
+        periodic = answer(api, path, view_mode="periodic", **span(start, end))["data"]
+        cumulative = answer(api, path, **span(start, end))["data"]
+        if start >= default.now:
+            assert periodic == cumulative == []
+            continue
+        assert [(w["timeframe_start"], w["timeframe_end"]) for w in periodic] == [
+            (w["timeframe_start"], w["timeframe_end"]) for w in cumulative
+        ]
+        expected: defaultdict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 3)
+        for line in invoice["line_items"]:
+            sums = expected[line["price"]["id"]]
+            for index, key in enumerate(("subtotal", "amount", "quantity")):
+                sums[index] += Decimal(line[key])
+        running: defaultdict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 3)
+        for day, day_total in zip(periodic, cumulative, strict=True):
+            for cost in day["per_price_costs"]:
+                sums = running[cost["price_id"]]
+                for index, key in enumerate(("subtotal", "total", "quantity")):
+                    sums[index] += Decimal(cost[key])
+                assert cost["price"]["id"] == cost["price_id"]
+            assert {
+                c["price_id"]: [Decimal(c["subtotal"]), Decimal(c["total"]), Decimal(c["quantity"])]
+                for c in day_total["per_price_costs"]
+            } == running
+            assert Decimal(day["total"]) == sum(Decimal(c["total"]) for c in day["per_price_costs"])
+        assert running == expected, (sub["id"], invoice["id"])
+        checked += 1
+    assert checked > 250
+
+
+def test_event_volume_counts_the_events_of_the_usage(default: Account) -> None:
+    """Hourly event volume over a UTC day adds up to that day's usage over every subscription
+    (one event per unit), days in the past, the day before now and today so far."""
+    api = Api(default)
+    midnight = default.now.replace(hour=0)
+    for day in (midnight - timedelta(days=200), midnight - timedelta(days=3), midnight):
+        end = min(day + timedelta(days=1), default.now)
+        hours = [
+            h
+            for page in volume_pages(api, limit="7", **span(day, day + timedelta(days=1)))
+            for h in page
+        ]
+        assert [datetime.fromisoformat(h["timeframe_start"]) for h in hours] == [
+            day + timedelta(hours=n) for n in range(24)
+        ]
+        assert all(isinstance(h["count"], int) for h in hours)
+        events = sum(
+            Decimal(window["quantity"])
+            for sub in default.subscriptions
+            for windows in served_usage(api, sub, **span(day, end)).values()
+            for window in windows
+        )
+        assert events > 0 and sum(h["count"] for h in hours) == events, day
+        if day == midnight:
+            assert all(h["count"] == 0 for h in hours[12:]), "no events after now"
+
+
+def volume_pages(api: Api, **params: Any) -> Iterator[list[dict[str, Any]]]:
+    cursor = None
+    while True:
+        body = answer(api, "/events/volume", **params, **({"cursor": cursor} if cursor else {}))
+        meta = body["pagination_metadata"]
+        assert (meta["next_cursor"] is not None) == meta["has_more"]
+        yield body["data"]
+        if not meta["has_more"]:
+            return
+        cursor = meta["next_cursor"]
+
+
+def test_event_volume_pages_and_hours(default: Account) -> None:
+    """Every UTC hour of the timeframe ascending, zero counts included; a start or end off the
+    hour includes the hour it falls in; the end defaults to now; `limit` pages it."""
+    api = Api(default)
+    start = default.now - timedelta(days=2, minutes=30)
+    pages = list(volume_pages(api, timeframe_start=iso(start), limit="20"))
+    assert [len(page) for page in pages] == [20, 20, 9]
+    hours = [h for page in pages for h in page]
+    assert hours[0]["timeframe_start"] == iso(start.replace(minute=0))
+    assert hours[-1]["timeframe_end"] == iso(default.now)
+    assert all(a["timeframe_end"] == b["timeframe_start"] for a, b in itertools.pairwise(hours))
+    default_page = answer(api, "/events/volume", timeframe_start=iso(start))
+    assert default_page["data"] == hours[:20]
+    ages_ago = datetime(2020, 1, 1, 7, tzinfo=UTC)
+    quiet = answer(api, "/events/volume", **span(ages_ago, ages_ago + timedelta(minutes=90)))
+    assert [(h["timeframe_start"], h["count"]) for h in quiet["data"]] == [
+        (iso(ages_ago), 0),
+        (iso(ages_ago + timedelta(hours=1)), 0),
+    ]
+
+
+def test_grouped_usage_adds_up_to_the_usage(default: Account) -> None:
+    """Grouped by `region`: one entry per region present, the same windows, and per window
+    the regions add up to the ungrouped quantity, also over a timeframe off local midnight."""
+    api, compared = Api(default), 0
+    start = default.now - timedelta(days=45, hours=5, minutes=30)
+    for sub in default.subscriptions.values():
+        plain = served_usage(api, sub["id"], granularity="day", **span(start, default.now))
+        for metric, windows in plain.items():
+            body = answer(
+                api,
+                f"/subscriptions/{sub['id']}/usage",
+                granularity="day",
+                billable_metric_id=metric,
+                group_by="region",
+                **span(start, default.now),
+            )
+            assert body["pagination_metadata"] == {"has_more": False, "next_cursor": None}
+            groups = body["data"]
+            values = [g["metric_group"]["property_value"] for g in groups]
+            assert len(values) == len(set(values)) and set(values) <= {"us", "eu", "apac"}
+            for group in groups:
+                assert group["billable_metric"]["id"] == metric
+                assert group["metric_group"]["property_key"] == "region"
+                assert [(u["timeframe_start"], u["timeframe_end"]) for u in group["usage"]] == [
+                    (w["timeframe_start"], w["timeframe_end"]) for w in windows
+                ]
+            for index, window in enumerate(windows):
+                regions = sum(Decimal(g["usage"][index]["quantity"]) for g in groups)
+                assert regions == Decimal(window["quantity"])
+            compared += len(windows) if len(groups) > 1 else 0
+            other = f"/subscriptions/{sub['id']}/usage"
+            assert answer(api, other, billable_metric_id=metric, group_by="cluster")["data"] == []
+    assert compared > 1000
+
+
+def test_usage_windows_are_the_customers_local_days(default: Account) -> None:
+    """Days start at the customer's local midnight (New York, across the start of daylight
+    saving time on 8 Mar 2026: a 23-hour day), clipped to the timeframe; without a timeframe,
+    the current billing period up to now; cumulative usage is the periodic one's running
+    total; without granularity, one window."""
+    api = Api(default)
+    start, end = datetime(2026, 3, 6, 5, 30, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC)
+    sub = next(
+        s
+        for s in default.subscriptions.values()
+        if s["customer"]["timezone"] == "America/New_York"
+        and s["start_date"] < start
+        and (s["end_date"] is None or s["end_date"] > end)
+    )
+    periodic = served_usage(api, sub["id"], granularity="day", **span(start, end))
+    assert periodic and all(windows for windows in periodic.values())
+    for windows in periodic.values():
+        assert [(w["timeframe_start"], w["timeframe_end"]) for w in windows] == [
+            ("2026-03-06T05:30:00+00:00", "2026-03-07T05:00:00+00:00"),
+            ("2026-03-07T05:00:00+00:00", "2026-03-08T05:00:00+00:00"),
+            ("2026-03-08T05:00:00+00:00", "2026-03-09T04:00:00+00:00"),
+            ("2026-03-09T04:00:00+00:00", "2026-03-10T00:00:00+00:00"),
+        ]
+    cumulative = served_usage(
+        api, sub["id"], granularity="day", view_mode="cumulative", **span(start, end)
+    )
+    whole = served_usage(api, sub["id"], **span(start, end))
+    for metric, windows in periodic.items():
+        running = list(itertools.accumulate(Decimal(w["quantity"]) for w in windows))
+        assert [Decimal(w["quantity"]) for w in cumulative[metric]] == running
+        assert [(w["timeframe_start"], w["timeframe_end"]) for w in whole[metric]] == [
+            (iso(start), iso(end))
+        ]
+        assert Decimal(whole[metric][0]["quantity"]) == running[-1]
+    assert any(running for running in cumulative.values())
+    current = served_usage(api, sub["id"], granularity="day")
+    for windows in current.values():
+        assert windows[0]["timeframe_start"] == iso(sub["current_billing_period_start_date"])
+        assert windows[-1]["timeframe_end"] == iso(default.now)
+        local = [datetime.fromisoformat(w["timeframe_start"]) for w in windows[1:]]
+        zone = ZoneInfo("America/New_York")
+        assert all(moment.astimezone(zone).hour == 0 for moment in local) and local
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("usage", {"timeframe_start": "2026-03-01T00:00:00Z"}),
+        ("usage", {"timeframe_end": "2026-03-01T00:00:00Z"}),
+        ("usage", {"granularity": "hour"}),
+        ("usage", {"view_mode": "daily"}),
+        ("usage", {"billable_metric_id": "m"}),
+        ("usage", {"group_by": "region"}),
+        ("usage", {"timeframe_start": "2026-03-02", "timeframe_end": "2026-03-01"}),
+        ("costs", {"timeframe_start": "2026-03-01T00:00:00Z"}),
+        ("costs", {"view_mode": "daily"}),
+    ],
+)
+def test_usage_and_costs_reject_bad_parameters(
+    client: httpx.Client, account: Account, path: str, params: dict[str, str]
+) -> None:
+    sub = next(iter(account.subscriptions))
+    response = client.get(f"/subscriptions/{sub}/{path}", params=params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == ERROR_TYPE + "400-request-validation-errors"
+    assert body["status"] == 400 and len(body["validation_errors"]) == 1
+
+
+def test_event_volume_and_unknown_subscription_errors(client: httpx.Client) -> None:
+    for params in ({}, {"timeframe_end": iso(NOW)}, {"timeframe_start": iso(NOW), "limit": 101}):
+        response = client.get("/events/volume", params=params)
+        assert response.status_code == 400, params
+        assert response.json()["type"] == ERROR_TYPE + "400-request-validation-errors"
+    for path in ("usage", "costs"):
+        response = client.get(f"/subscriptions/nope/{path}")
+        assert response.status_code == 404
+        assert response.json()["type"] == ERROR_TYPE + "404-resource-not-found"
+    ok = client.get("/events/volume", params={"timeframe_start": iso(NOW - timedelta(hours=3))})
+    assert ok.status_code == 200 and [h["count"] for h in ok.json()["data"]] != [0, 0, 0]
+
+
+def test_usage_and_costs_are_the_analytics_rate_class(account: Account) -> None:
+    assert rate_class("/subscriptions/{id}/usage") == "analytics"
+    assert rate_class("/subscriptions/{id}/costs") == "analytics"
+    assert rate_class("/events/volume") == "read"
+    assert rate_class("/customers/{id}/credits") == "credit_balance"
+    sub = next(iter(account.subscriptions))
+    with (
+        SandboxServer(account, rate_limits={"analytics": 2, "read": 100}) as server,
+        client_for(server) as http,
+    ):
+        codes = [http.get(f"/subscriptions/{sub}/{p}").status_code for p in ("usage", "costs")]
+        assert codes == [200, 200]
+        assert http.get(f"/subscriptions/{sub}/usage").status_code == 429
+        volume = {"timeframe_start": iso(NOW - timedelta(hours=2))}
+        assert [http.get("/events/volume", params=volume).status_code for _ in range(3)] == [
+            200
+        ] * 3
+        assert http.get(f"/subscriptions/{sub}").status_code == 200
+
+
+def test_simulate_day_restates_recent_days() -> None:
+    """Late-arriving events grow days already served, up to three days back within the draft's
+    period (here the October drafts, not yet issued); the drafts they reach are repriced, so
+    usage still adds up to every invoice, and a line deleted from a draft keeps its usage;
+    usage reaches the new now; a subscription ended that day has usage up to its end, one
+    started has none before its first draft's period."""
+    account = default_account()
+    api, before_now = Api(account), account.now
+    week = span(before_now - timedelta(days=7), before_now + timedelta(days=2))
+    before = {s: served_usage(api, s, granularity="day", **week) for s in account.subscriptions}
+    changes = simulate_day(account, random.Random(11))
+    grown, shrunk, old_days = 0, 0, set()
+    for sub_id, metrics in before.items():
+        after = served_usage(api, sub_id, granularity="day", **week)
+        for metric, windows in metrics.items():
+            now_windows = {w["timeframe_start"]: w for w in after[metric]}
+            for window in windows:
+                if datetime.fromisoformat(window["timeframe_end"]) > before_now:
+                    continue
+                new = Decimal(now_windows[window["timeframe_start"]]["quantity"])
+                grown += new > Decimal(window["quantity"])
+                shrunk += new < Decimal(window["quantity"])
+                if new != Decimal(window["quantity"]):
+                    old_days.add(datetime.fromisoformat(window["timeframe_start"]))
+    assert grown > 10 and shrunk == 0
+    assert min(old_days) <= before_now - timedelta(days=1), "a whole day before the last now"
+    assert min(old_days) >= account.now - timedelta(days=4), "today and three days back only"
+    checked = assert_usage_matches_invoices(account)
+    assert checked["draft"] > 50 and checked["deleted"] == 1
+    assert checked["ahead"] == 1, "the started subscription's first draft, opened ahead"
+    for sub in account.subscriptions.values():
+        windows = [w for ws in served_usage(api, sub["id"], granularity="day").values() for w in ws]
+        if sub["status"] == "active" and windows:
+            assert {w["timeframe_end"] for w in windows} >= {iso(account.now)}
+        ended = sub["end_date"]
+        if ended is not None and f"subscription {sub['id']} ended" in changes:
+            assert windows and max(w["timeframe_end"] for w in windows) == iso(ended)
+
+
+def test_fractional_usage_is_one_event_per_reading() -> None:
+    """A fractional quantity (GB-month readings) is one reading per day: doubles adding up
+    exactly to the quantity, one event each in the event volume."""
+    assert readings(542.6099999999999, [3, 2, 2, 2, 1])[:-1] == [162.78, 108.52, 108.52, 108.52]
+    assert sum(readings(542.6099999999999, [3, 2, 2, 2, 1])) == 542.6099999999999
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    key = LineKey(
+        "gb-line",
+        Number("542.6099999999999"),
+        (hour_ceil(start), hour_floor(start + timedelta(days=5))),
+        "America/New_York",
+        None,
+        (),
+    )
+    gb = series(key)
+    assert len(gb.slots) == 6  # five UTC days cut at New York's midnights
+    events = gb.hourly_events()[1]
+    assert sum(events) == sum(1 for parts in gb.parts for _ in parts) == 6
+    total = 0.0
+    for quantity in gb.totals:
+        total += quantity
+    assert total == 542.6099999999999 == gb.until(key.span[1])

@@ -17,7 +17,7 @@ import re
 import typing
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,11 +41,15 @@ from orb.types import (
 )
 from orb.types.customers import BalanceTransactionListResponse, CreditListResponse
 from orb.types.customers.credits import LedgerListResponse, TopUpListResponse
-from orb.types.events import BackfillListResponse
+from orb.types.events import BackfillListResponse, EventVolumes
+from orb.types.events.event_volumes import Data as EventVolume
 from orb.types.shared import CreditNote, Invoice, Price
+from orb.types.subscription_fetch_costs_response import SubscriptionFetchCostsResponse
+from orb.types.subscription_usage import GroupedSubscriptionUsage, UngroupedSubscriptionUsage
 
 from orb_source.sandbox import Account, generate_account, simulate_day
 from orb_source.sandbox.api import INVOICE_STATUSES, Api
+from orb_source.sandbox.usage import GROUP_KEY, usage_metrics
 
 # The module's tests share a loaded fixture: one worker runs them all.
 pytestmark = pytest.mark.xdist_group("sdk_shapes")
@@ -412,3 +416,127 @@ def test_the_check_fails_on_a_wrong_shape(demo: Account) -> None:
     without = {k: v for k, v in price.items() if k != "discount"}
     shapes.check("prices", Price, json.dumps(without).encode())
     assert shapes.missing == {"prices.discount (UnitPrice)"}
+
+
+def served_analytics(account: Account) -> Shapes:
+    """Validate the analytics answers: usage (per metric and grouped, both view modes), costs
+    (both view modes) of every subscription, over its current billing period and over a
+    timeframe spanning a period boundary (20 days), and every page of a week of event volume."""
+    shapes = Shapes()
+    http = transport(Api(account), shapes)
+    span = {
+        "timeframe_start": (account.now - timedelta(days=20)).isoformat(),
+        "timeframe_end": account.now.isoformat(),
+    }
+    with httpx.Client(base_url="http://sandbox/v1", transport=http) as client:
+
+        def check(endpoint: str, model: Any, path: str, **params: Any) -> Any:
+            response = client.get(path, params=params)
+            assert response.status_code == 200, response.text
+            return shapes.check(endpoint, model, response.content)
+
+        subs = sorted(account.subscriptions.values(), key=lambda s: (s["created_at"], s["id"]))
+        every_model = max(subs, key=lambda s: len(s["price_intervals"]))
+        sample = [*subs[::10], every_model]
+        for sub in subs:
+            base = f"/subscriptions/{sub['id']}"
+            check("usage", UngroupedSubscriptionUsage, base + "/usage")
+            check("costs", SubscriptionFetchCostsResponse, base + "/costs")
+        for sub in sample:
+            base = f"/subscriptions/{sub['id']}"
+            for mode in ("periodic", "cumulative"):
+                for path, model in (
+                    ("usage", UngroupedSubscriptionUsage),
+                    ("costs", SubscriptionFetchCostsResponse),
+                ):
+                    check(path, model, f"{base}/{path}", granularity="day", view_mode=mode, **span)
+            for metric in usage_metrics(sub):
+                check(
+                    "usage grouped",
+                    GroupedSubscriptionUsage,
+                    base + "/usage",
+                    billable_metric_id=metric,
+                    group_by=GROUP_KEY,
+                    granularity="day",
+                    **span,
+                )
+        start = (account.now - timedelta(days=7)).isoformat()
+        for text in walk(client, "/events/volume", timeframe_start=start):
+            shapes.check("events/volume", EventVolume, text)
+        page = json.loads(client.get("/events/volume", params={"timeframe_start": start}).content)
+        assert set(page) == {"data", "pagination_metadata"}
+        # The SDK's EventVolumes declares `data` only, though Orb documents the list as paginated.
+        shapes.check(
+            "events/volume page", EventVolumes, json.dumps({"data": page["data"]}).encode()
+        )
+    return shapes
+
+
+@pytest.fixture(scope="module")
+def analytics_shapes(demo: Account) -> Shapes:
+    return served_analytics(demo)
+
+
+def test_analytics_answers_validate_against_the_sdk(analytics_shapes: Shapes) -> None:
+    """Usage, costs and event volume: strict validation, no field undeclared or left out, and
+    every part filled somewhere (windows, groups, per-price costs with full prices)."""
+    objects = analytics_shapes.objects
+    assert set(objects) == {
+        "usage",
+        "usage grouped",
+        "costs",
+        "events/volume",
+        "events/volume page",
+    }
+    assert objects["events/volume"] == 7 * 24
+    assert sorted(analytics_shapes.undeclared) == []
+    assert sorted(analytics_shapes.missing) == []
+    for path in (
+        "usage.data",
+        "usage.data[].usage",
+        "usage grouped.data",
+        "usage grouped.data[].usage",
+        "costs.data",
+        "costs.data[].per_price_costs",
+    ):
+        assert path in analytics_shapes.filled, path
+    assert analytics_shapes.values["usage.data[].view_mode"] == {"periodic", "cumulative"}
+    assert analytics_shapes.values["usage grouped.data[].view_mode"] == {"periodic"}
+    assert len(analytics_shapes.classes["costs.data[].per_price_costs[].price"]) >= 30
+    assert analytics_shapes.classes["usage grouped.pagination_metadata"] == {"PaginationMetadata"}
+
+
+def test_analytics_after_a_day_of_changes_still_validate() -> None:
+    account = generate_account(customers=20, seed=5, now=NOW)
+    for _ in range(2):
+        simulate_day(account, random.Random(3))
+    shapes = served_analytics(account)
+    assert shapes.objects["usage"] and shapes.objects["costs"]
+    assert sorted(shapes.undeclared) == [] and sorted(shapes.missing) == []
+
+
+def test_the_check_fails_on_a_wrong_analytics_shape(demo: Account) -> None:
+    """A quantity sent as a string, money sent as a number, a count sent as a double, an
+    unknown view mode and an extra field are each caught."""
+    api = Api(demo)
+    sub = next(s for s in demo.subscriptions.values() if s["status"] == "active")
+    usage = json.loads(api.handle(f"/subscriptions/{sub['id']}/usage", {}).body)
+    point = usage["data"][0]["usage"][0]
+    entry = usage["data"][0]
+    costs = json.loads(api.handle(f"/subscriptions/{sub['id']}/costs", {}).body)
+    window = costs["data"][0]
+    start = [(demo.now - timedelta(hours=2)).isoformat()]
+    volume = json.loads(api.handle("/events/volume", {"timeframe_start": start}).body)
+    hour = volume["data"][0]
+    wrong = (
+        (UngroupedSubscriptionUsage, {"data": [{**entry, "usage": [{**point, "quantity": "1"}]}]}),
+        (UngroupedSubscriptionUsage, {"data": [{**entry, "view_mode": "daily"}]}),
+        (SubscriptionFetchCostsResponse, {"data": [{**window, "subtotal": 1.5}]}),
+        (EventVolume, {**hour, "count": 1.5}),
+    )
+    for model, obj in wrong:
+        with pytest.raises(AssertionError, match="analytics"):
+            Shapes().check("analytics", model, json.dumps(obj).encode())
+    shapes = Shapes()
+    shapes.check("analytics", EventVolume, json.dumps({**hour, "surprise": 1}).encode())
+    assert shapes.undeclared == {"analytics.surprise (Data)"}

@@ -116,6 +116,38 @@ def dumps(value: object) -> bytes:
     return _SPLICE.sub(lambda match: spliced[int(match[1])], text) if spliced else text
 
 
+@dataclass
+class UsageLog:
+    """When usage reached invoice lines, so the daily usage behind each line can be derived.
+
+    A line made before its billing period ended holds the usage up to the moment it was made
+    (`opened`); usage added to a draft line later (late-arriving events) is recorded in `late`.
+    A line missing from both holds its whole period's usage. A line deleted from a draft
+    leaves its events behind (`dropped`): the usage happened, only the invoice lost it.
+    """
+
+    opened: dict[str, datetime] = field(default_factory=dict)
+    """Line id -> account time when the line was made, for lines made mid-period."""
+    late: dict[str, list[tuple[datetime, Any]]] = field(default_factory=dict)
+    """Line id -> (account time, quantity added) for each later increment of its quantity."""
+    dropped: dict[str, list[Obj]] = field(default_factory=dict)
+    """Subscription id -> line items deleted from its drafts, as they were when deleted."""
+    version: int = 0
+    """Bumped on every record, so caches of derived usage know to refresh."""
+
+    def open(self, line_id: str, at: datetime) -> None:
+        self.opened[line_id] = at
+        self.version += 1
+
+    def add(self, line_id: str, at: datetime, quantity: Any) -> None:
+        self.late.setdefault(line_id, []).append((at, quantity))
+        self.version += 1
+
+    def drop(self, subscription_id: str, line: Obj) -> None:
+        self.dropped.setdefault(subscription_id, []).append(line)
+        self.version += 1
+
+
 def wire(value: object) -> Any:
     """Round-trip through the wire so callers see what a client parses (floats as Decimal)."""
     return json.loads(dumps(value), parse_float=Decimal)
@@ -151,6 +183,7 @@ class Account:
     counters: dict[str, int] = field(default_factory=dict)
     views: dict[str, Shared] = field(default_factory=dict, repr=False)
     revision: int = 0
+    usage_log: UsageLog = field(default_factory=UsageLog, repr=False)
     unavailable: dict[str, int] = field(default_factory=dict)
     """Routes of features this account lacks (`/license_types`), and the status Orb answers
     them with: 404 (`404-feature-not-available`) or 403."""
@@ -190,7 +223,11 @@ class Account:
         self.touch()
 
     def remove_line(self, invoice: Obj, line_id: str) -> None:
-        """Drop a line item from a (draft) invoice and remember it as gone."""
+        """Drop a line item from a (draft) invoice and remember it as gone; the usage log
+        keeps its events."""
+        for line in invoice["line_items"]:
+            if line["id"] == line_id and invoice["subscription"] is not None:
+                self.usage_log.drop(invoice["subscription"]["id"], line)
         invoice["line_items"] = [line for line in invoice["line_items"] if line["id"] != line_id]
         self.removed.setdefault("invoice_line_items", set()).add(line_id)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from orb_source.sandbox import usage
 from orb_source.sandbox.account import Account, Obj, dumps
 
 ERROR_TYPE = "https://docs.withorb.com/reference/error-responses#"
@@ -29,6 +30,8 @@ LEDGER_TYPES = (
 )
 BACKFILL_STATUSES = ("pending", "reflected", "pending_revert", "reverted")
 RANGE_OPS = ("gt", "gte", "lt", "lte")
+VIEW_MODES = ("periodic", "cumulative")
+VOLUME_CURSOR = "volume"
 
 Query = dict[str, list[str]]
 SortKey = tuple[datetime, str]
@@ -436,6 +439,85 @@ def list_backfills(call: Call) -> Obj:
     return call.page("event_backfills", call.account.event_backfills.values, created, None, keep)
 
 
+def option(query: Query, key: str, allowed: tuple[str, ...], default: str | None) -> str | None:
+    """A single-valued parameter that must be one of `allowed`."""
+    value = one(query, key)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise invalid(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def timeframe(query: Query) -> tuple[datetime | None, datetime | None]:
+    """`timeframe_start` and `timeframe_end`: both or neither, the end not before the start."""
+    start, end = one(query, "timeframe_start"), one(query, "timeframe_end")
+    if (start is None) != (end is None):
+        raise invalid("timeframe_start and timeframe_end must be specified together")
+    if start is None or end is None:
+        return None, None
+    low, high = parse_time("timeframe_start", start), parse_time("timeframe_end", end)
+    if high < low:
+        raise invalid("timeframe_end must not be before timeframe_start")
+    return low, high
+
+
+def get_subscription_usage(call: Call) -> Obj:
+    """Usage per billable metric in windows of the customer's local days (`usage` module)."""
+    query = call.query
+    sub = found(call.account.subscriptions, call.ids[0], "Subscription")
+    start, end = timeframe(query)
+    granularity = option(query, "granularity", ("day",), None)
+    view_mode = option(query, "view_mode", VIEW_MODES, "periodic")
+    metric_id, group_by = one(query, "billable_metric_id"), one(query, "group_by")
+    if (metric_id is None) != (group_by is None):
+        raise invalid("billable_metric_id and group_by must be specified together")
+    return usage.subscription_usage(
+        call.account,
+        sub["id"],
+        start,
+        end,
+        granularity=granularity,
+        view_mode=view_mode or "periodic",
+        billable_metric_id=metric_id,
+        group_by=group_by,
+    )
+
+
+def get_subscription_costs(call: Call) -> Obj:
+    """Costs per price per local day, cumulative in the billing period by default."""
+    sub = found(call.account.subscriptions, call.ids[0], "Subscription")
+    start, end = timeframe(call.query)
+    view_mode = option(call.query, "view_mode", VIEW_MODES, "cumulative")
+    return usage.subscription_costs(
+        call.account, sub["id"], start, end, view_mode=view_mode or "cumulative"
+    )
+
+
+def list_event_volume(call: Call) -> Obj:
+    """Events per UTC hour, ascending, every hour of the timeframe, in pages."""
+    query = call.query
+    value = one(query, "timeframe_start")
+    if value is None:
+        raise invalid("timeframe_start: required")
+    start = parse_time("timeframe_start", value)
+    end_value = one(query, "timeframe_end")
+    end = call.account.now if end_value is None else parse_time("timeframe_end", end_value)
+    limit = page_size(query)
+    first, last = usage.hour_floor(start), usage.hour_ceil(end)
+    cursor = one(query, "cursor")
+    if cursor:
+        first = max(first, usage.hour_floor(decode_cursor(cursor)[0]) + 1)
+    stop = min(first + limit, last)
+    rows = usage.event_volume(call.account, usage.at_hour(first), usage.at_hour(stop))
+    has_more = stop < last
+    next_cursor = encode_cursor((rows[-1]["timeframe_start"], VOLUME_CURSOR)) if has_more else None
+    if call.repeat_cursor and rows:
+        next_cursor = cursor or next_cursor or encode_cursor((rows[-1]["timeframe_start"], ""))
+        has_more = True
+    return {"data": rows, "pagination_metadata": {"has_more": has_more, "next_cursor": next_cursor}}
+
+
 def getter(table: str, what: str) -> Callable[[Call], Obj]:
     def get(call: Call) -> Obj:
         return found(call.account.table(table), call.ids[0], what)
@@ -468,6 +550,8 @@ ROUTES: tuple[tuple[str, Handler], ...] = (
     ("/credit_blocks/{id}", get_credit_block),
     ("/subscriptions", list_subscriptions),
     ("/subscriptions/{id}", getter("subscriptions", "Subscription")),
+    ("/subscriptions/{id}/usage", get_subscription_usage),
+    ("/subscriptions/{id}/costs", get_subscription_costs),
     ("/invoices", list_invoices),
     ("/invoices/{id}", getter("invoices", "Invoice")),
     ("/credit_notes", list_credit_notes),
@@ -491,6 +575,7 @@ ROUTES: tuple[tuple[str, Handler], ...] = (
     ("/webhook_endpoints/{id}", getter("webhook_endpoints", "Webhook endpoint")),
     ("/events/backfills", list_backfills),
     ("/events/backfills/{id}", getter("event_backfills", "Backfill")),
+    ("/events/volume", list_event_volume),
 )
 PATTERNS = tuple(
     (

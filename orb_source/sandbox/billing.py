@@ -242,14 +242,8 @@ def reprice(line: Obj, quantity: Quantity) -> None:
     raises it to the minimum.
     """
     subtotal, subs = charge(line["price"], quantity)
-    running = subtotal
-    for adjustment in line["adjustments"]:
-        size = _adjusted(adjustment, running, subtotal, quantity)
-        if adjustment["adjustment_type"] == "minimum":
-            running += size
-        else:
-            size = min(size, running)
-            running -= size
+    running, sizes = _apply(line["adjustments"], subtotal, quantity)
+    for adjustment, size in zip(line["adjustments"], sizes, strict=True):
         adjustment["amount"] = size
     line.update(
         quantity=quantity,
@@ -260,6 +254,28 @@ def reprice(line: Obj, quantity: Quantity) -> None:
     )
     for tax in line["tax_amounts"]:
         tax["amount"] = money(running * tax["tax_rate_percentage"] / 100)
+
+
+def _apply(
+    adjustments: list[Obj], subtotal: Decimal, quantity: Quantity
+) -> tuple[Decimal, list[Decimal]]:
+    """The amount after the adjustments, applied in order, and the size of each."""
+    running, sizes = subtotal, []
+    for adjustment in adjustments:
+        size = _adjusted(adjustment, running, subtotal, quantity)
+        if adjustment["adjustment_type"] == "minimum":
+            running += size
+        else:
+            size = min(size, running)
+            running -= size
+        sizes.append(size)
+    return running, sizes
+
+
+def priced(line: Obj, quantity: Quantity) -> tuple[Decimal, Decimal]:
+    """A line's subtotal and adjusted amount were its quantity `quantity`; the line is unchanged."""
+    subtotal, _ = charge(line["price"], quantity)
+    return subtotal, _apply(line["adjustments"], subtotal, quantity)[0]
 
 
 def charge(price: Price, quantity: Quantity) -> tuple[Decimal, list[Obj]]:

@@ -1035,13 +1035,14 @@ class Builder:
         adjustments: list[Obj] | None = None,
     ) -> Obj:
         """A line item; without a subscription's adjustments, one in ten gets a partner discount
-        (some stacked 10% + 20%: 0.30000000000000004 as a double)."""
+        (some stacked 10% + 20%: 0.30000000000000004 as a double). A line made before its
+        period ends holds the usage so far: the usage log records when it was made."""
         if adjustments is None and self.rng.random() < 0.1:
             fraction = double(0.1 + 0.2) if self.rng.random() < 0.2 else Number("0.1")
             adjustments = [
                 billing.adjustment("percentage_discount", self.new_id(), price, fraction)
             ]
-        return billing.new_line(
+        line = billing.new_line(
             self.new_id(),
             self.account.shared(price),
             quantity,
@@ -1049,6 +1050,9 @@ class Builder:
             tax_rate=tax_rate(customer),
             adjustments=adjustments,
         )
+        if period[1] > self.now:
+            self.account.usage_log.open(line["id"], self.now)
+        return line
 
     def period_invoice(self, sub: Obj, start: datetime, end: datetime) -> Obj:
         """The draft of one billing period; usage so far if the period is still running.

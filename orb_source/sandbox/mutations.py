@@ -65,7 +65,10 @@ def _drafts(b: Builder) -> list[Obj]:
 
 
 def _recompute_drafts(b: Builder) -> list[str]:
-    """Usage arrives on drafts; one draft loses a line item and another gains one."""
+    """Usage arrives on drafts; one draft loses a line item and another gains one.
+
+    The usage log records each arrival: its events land on the customer's last four days,
+    late-arriving ones restating days already served (see `usage`)."""
     drafts = _drafts(b)
     if not drafts:
         return []
@@ -73,7 +76,10 @@ def _recompute_drafts(b: Builder) -> list[str]:
     for invoice in [d for d in drafts if b.rng.random() < 0.5] or drafts[:1]:
         for line in invoice["line_items"]:
             if line["price"]["price_type"] == "usage_price":
-                billing.reprice(line, line["quantity"] + b.usage(line["price"], 0.05))
+                added = b.usage(line["price"], 0.05)
+                billing.reprice(line, line["quantity"] + added)
+                if added:
+                    b.account.usage_log.add(line["id"], b.now, added)
         billing.settle(invoice)
         changes.append(f"draft {invoice['id']} recomputed")
     shrinking = [d for d in drafts if len(d["line_items"]) > 1]

@@ -22,6 +22,8 @@ from orb_source.sandbox.generator import generate_account
 
 BASE_PATH = "/v1"
 CREDIT_BALANCE_ROUTE = "/customers/{id}/credits"
+ANALYTICS_ROUTES = frozenset({"/subscriptions/{id}/usage", "/subscriptions/{id}/costs"})
+"""Orb's "Analytics" rate class (10 requests/s live); event volume stays a plain read."""
 Hook = Callable[[str, Query], None]
 
 
@@ -38,6 +40,15 @@ class Stats:
     """Requests each fault kind hit ("status", "slow", "drop", "malformed", "repeat_cursor")."""
     log: list[tuple[float, str, int]] = field(default_factory=list)
     """(time.monotonic() at arrival, path without /v1, status) of every request, in reply order."""
+
+
+def rate_class(route: str) -> str:
+    """The rate class of a route template, as `rate_limits` names them: Orb limits customer
+    credit balances ("credit_balance") and usage and costs ("analytics") apart from the other
+    reads ("read")."""
+    if route == CREDIT_BALANCE_ROUTE:
+        return "credit_balance"
+    return "analytics" if route in ANALYTICS_ROUTES else "read"
 
 
 class RateLimiter:
@@ -238,7 +249,7 @@ class SandboxServer:
 
     def _throttle(self, route: str) -> Reply | None:
         """A 429 if the route's rate class is over its limit."""
-        wait = self._limiter.acquire("credit_balance" if route == CREDIT_BALANCE_ROUTE else "read")
+        wait = self._limiter.acquire(rate_class(route))
         if wait is None:
             return None
         headers = {"Retry-After": str(max(1, math.ceil(wait)))} if self.retry_after else {}
