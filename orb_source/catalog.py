@@ -146,6 +146,10 @@ class Series:
     """Listed page by page (event volume), rather than answered in one body."""
     grouped: bool = False
     """Also read per configured grouping key of a billable metric (`usage_group_by`)."""
+    at_least: timedelta = timedelta(0)
+    """Read again at least this far back, whatever `restatement_days` says: a change to an
+    invoice still in draft (a line item added or removed) reprices every day of its billing
+    period, a month and the day or so before it is issued."""
 
 
 @dataclass(frozen=True)
@@ -478,7 +482,7 @@ CATALOG: tuple[Endpoint, ...] = (
         schema.SUBSCRIPTION_COSTS,
         scope=Scope.SUBSCRIPTION,
         params={"view_mode": "periodic"},
-        series=Series("day", transform.cost_rows),
+        series=Series("day", transform.cost_rows, at_least=timedelta(days=35)),
     ),
     Endpoint(
         "event_volume",

@@ -3,9 +3,10 @@
 Orb has no "changed since" for them, and a late event changes the window of its timestamp,
 not the latest one. So each run reads a series from where the last run ended minus the
 restatement window (`restatement_days`), cut at whole windows, and each window's row replaces
-the one loaded before (the row id is the window's key). Windows older than that are final;
-`--full-refresh` reads every series from its start again, e.g. after an event backfill that
-reached further back.
+the one loaded before (the row id is the window's key). Orb takes events older than its grace
+period only through a backfill, so each run also reads again the timeframe of every backfill
+reflected or reverted since the last run (`GET /events/backfills`): for the backfill's
+customer's subscriptions, or every subscription for an account-wide backfill.
 
 Per subscription, a run reads the subscriptions that can have new or restated windows: the
 active and upcoming ones, those created since the last run (one that started and ended in
@@ -19,13 +20,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as day_start
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .catalog import Cursor, Endpoint, Scope, Series, Sync
-from .client import OrbNotFound
+from .client import OrbForbidden, OrbNotFound
 from .state import ListingState, SeriesRead
 from .strategies import (
     Listed,
@@ -41,6 +43,7 @@ from .transform import Row
 logger = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = "/subscriptions"
+BACKFILLS = "/events/backfills"
 OPEN = ["active", "upcoming"]
 """The subscriptions that can have new windows, by Orb's status filter."""
 CREATED = Cursor("created_at", "created_at")
@@ -67,7 +70,8 @@ def window_start(moment: datetime, window: str, timezone: str = "UTC") -> dateti
 def restated_from(ctx: SyncContext, series: Series, read_to: str, timezone: str) -> datetime:
     """Where a series last read up to `read_to` is read again: whole windows, from the
     restatement window before it."""
-    return window_start(parse_time(read_to) - ctx.restatement, series.window, timezone)
+    back = max(ctx.restatement, series.at_least)
+    return window_start(parse_time(read_to) - back, series.window, timezone)
 
 
 def _iso(moment: datetime) -> str:
@@ -79,8 +83,11 @@ def read_account_series(ctx: SyncContext, endpoint: Endpoint, state: ListingStat
     else the hour the account's first customer was created."""
     series = _series(endpoint)
     read_to = None if ctx.full_refresh else state.get("read_to")
+    backfills = _backfills(ctx, state, read_to is not None)
     if read_to:
-        start: datetime | None = restated_from(ctx, series, read_to, "UTC")
+        start: datetime | None = min(
+            [restated_from(ctx, series, read_to, "UTC"), *(b.start for b in backfills)]
+        )
     else:
         start = ctx.start_date or _first_customer(ctx)
     end = orb_now(ctx)
@@ -115,6 +122,8 @@ def read_subscription_series(ctx: SyncContext, endpoint: Endpoint, state: Listin
         CREATED, None if full else state.get("cursor"), ctx.started_at, ctx.client.clock
     )
     listed = _subscriptions(ctx, watermark, full)
+    backfilled = _backfilled(ctx, _backfills(ctx, state, not full))
+    listed.update((sid, sub) for sid, (sub, _) in backfilled.items())
     quiet = sorted(sid for sid, read in tracked.items() if sid not in listed and _may_end(read))
     for page in fetch_by_id(ctx, SUBSCRIPTIONS + "/{id}", quiet):
         listed.update((sub["id"], sub) for sub in page)
@@ -125,7 +134,9 @@ def read_subscription_series(ctx: SyncContext, endpoint: Endpoint, state: Listin
         tracked[sid] = _tracked(sub, tracked.get(sid))
     now = orb_now(ctx)
     windows = {
-        sid: span for sid, read in tracked.items() if (span := _span(ctx, series, read, now))
+        sid: span
+        for sid, read in tracked.items()
+        if (span := _span(ctx, series, read, now, backfilled.get(sid, (None, None))[1]))
     }
 
     def read_one(sid: str) -> tuple[str, list[Row] | None]:
@@ -150,7 +161,7 @@ def read_subscription_series(ctx: SyncContext, endpoint: Endpoint, state: Listin
         if rows:
             yield tracked[sid]["customer_id"], rows
     state["subscriptions"] = {
-        sid: read for sid, read in tracked.items() if not _final(ctx, read, now)
+        sid: read for sid, read in tracked.items() if not _final(ctx, series, read, now)
     }
     state["cursor"] = watermark.value
 
@@ -171,6 +182,64 @@ def _subscriptions(ctx: SyncContext, watermark: Watermark, full: bool) -> dict[s
             found.update((sub["id"], sub) for sub in page)
     for page in listings[-1]:
         watermark.observe(page)
+    return found
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """The events of `customer_id` (None: every customer) from `start` to `end` were
+    replaced or added since the last run."""
+
+    customer_id: str | None
+    start: datetime
+    end: datetime
+
+
+def _backfills(ctx: SyncContext, state: ListingState, incremental: bool) -> list[Backfill]:
+    """The backfills reflected or reverted since this table last asked (one overlap window
+    back); none on a first run, which reads everything anyway, or on an account without
+    backfills."""
+    since, state["backfills_checked"] = state.get("backfills_checked"), orb_now(ctx).isoformat()
+    if not incremental or since is None:
+        return []
+    try:
+        pages = ctx.shared_listing(BACKFILLS, {})
+    except (OrbNotFound, OrbForbidden):
+        return []
+    moved = parse_time(since) - CREATED.overlap
+    return [
+        Backfill(
+            row.get("customer_id"),
+            parse_time(row["timeframe_start"]),
+            parse_time(row["timeframe_end"]),
+        )
+        for page in pages
+        for row in page
+        if any(
+            isinstance(row.get(name), str) and parse_time(row[name]) >= moved
+            for name in ("close_time", "reverted_at")
+        )
+    ]
+
+
+def _backfilled(
+    ctx: SyncContext, backfills: list[Backfill]
+) -> dict[str, tuple[Mapping[str, Any], datetime]]:
+    """The subscriptions whose life overlaps a backfill of their customer (or of every
+    customer), with where the earliest such backfill begins."""
+    found: dict[str, tuple[Mapping[str, Any], datetime]] = {}
+    for backfill in backfills:
+        params = {"customer_id": backfill.customer_id} if backfill.customer_id else {}
+        for page in ctx.shared_listing(SUBSCRIPTIONS, params):
+            for sub in page:
+                ended = sub.get("end_date")
+                if parse_time(sub["start_date"]) >= backfill.end or (
+                    ended and parse_time(ended) <= backfill.start
+                ):
+                    continue
+                before = found.get(sub["id"])
+                start = min(backfill.start, before[1]) if before else backfill.start
+                found[sub["id"]] = (sub, start)
     return found
 
 
@@ -195,23 +264,33 @@ def _may_end(read: SeriesRead) -> bool:
 
 
 def _span(
-    ctx: SyncContext, series: Series, read: SeriesRead, now: datetime
+    ctx: SyncContext,
+    series: Series,
+    read: SeriesRead,
+    now: datetime,
+    backfilled: datetime | None = None,
 ) -> tuple[datetime, datetime] | None:
-    """The timeframe this run reads of one subscription, None when it has nothing new."""
+    """The timeframe this run reads of one subscription, None when it has nothing new: from
+    the restatement window, or from where a backfill began if that is earlier."""
     start = parse_time(read["start_date"])
+    zone = read["timezone"]
+    since = [window_start(backfilled, series.window, zone)] if backfilled else []
     if read.get("read_to"):
-        start = max(start, restated_from(ctx, series, read["read_to"], read["timezone"]))
+        since.append(restated_from(ctx, series, read["read_to"], zone))
+    if since:
+        start = max(start, min(since))
     elif ctx.start_date:
-        start = max(start, window_start(ctx.start_date, series.window, read["timezone"]))
+        start = max(start, window_start(ctx.start_date, series.window, zone))
     end_date = read.get("end_date")
     end = min(now, parse_time(end_date)) if end_date else now
     return (start, end) if start < end else None
 
 
-def _final(ctx: SyncContext, read: SeriesRead, now: datetime) -> bool:
+def _final(ctx: SyncContext, series: Series, read: SeriesRead, now: datetime) -> bool:
     """Ended long enough ago that no window of it can be restated any more."""
     end_date = read.get("end_date")
-    return bool(end_date and read.get("read_to") and parse_time(end_date) + ctx.restatement <= now)
+    back = max(ctx.restatement, series.at_least)
+    return bool(end_date and read.get("read_to") and parse_time(end_date) + back <= now)
 
 
 def _grouped(

@@ -51,6 +51,9 @@ class ListingState(TypedDict, total=False):
     """Restated series of the account: where the last read ended."""
     subscriptions: dict[str, SeriesRead]
     """Restated series per subscription: the subscriptions still followed, by id."""
+    backfills_checked: str
+    """Restated series: when event backfills were last looked at; the timeframes of those
+    reflected or reverted since are read again."""
 
 
 class SeriesRead(TypedDict, total=False):

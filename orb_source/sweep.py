@@ -38,9 +38,11 @@ logger = logging.getLogger(__name__)
 CUSTOMER_CHILDREN: tuple[str, ...] = tuple(
     endpoint.table
     for endpoint in CATALOG
-    if endpoint.scope is Scope.CUSTOMER or "customer_id" in endpoint.links.values()
+    if endpoint.scope in (Scope.CUSTOMER, Scope.SUBSCRIPTION)
+    or "customer_id" in endpoint.links.values()
 )
-"""Tables whose rows follow their customer when it is deleted."""
+"""Tables whose rows follow their customer when it is deleted (a subscription's usage and
+costs carry its customer's id)."""
 
 
 class Rules(Protocol):

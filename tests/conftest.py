@@ -14,9 +14,9 @@ from typing import Any
 import dlt
 import pytest
 
-from orb_source.catalog import TABLES
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account
+from tests.warehouse import LISTED_TABLES
 
 SANDBOX_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -71,7 +71,7 @@ def pipeline(tmp_path: Path) -> dlt.Pipeline:
 
 
 def contents(account: Account) -> str:
-    return json.dumps({table: account.objects(table) for table in TABLES}, default=str)
+    return json.dumps({table: account.objects(table) for table in LISTED_TABLES}, default=str)
 
 
 @pytest.fixture(scope="session")

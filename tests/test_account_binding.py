@@ -11,12 +11,19 @@ import dlt
 import pytest
 
 from orb_source.account import ANCHORS, oldest
-from orb_source.catalog import TABLES
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, generate_account, simulate_day
 from tests.cli import run_cli
 from tests.conftest import SANDBOX_NOW, restore_first_load, serving
-from tests.warehouse import assert_mirror, fetch_table, query, reading
+from tests.warehouse import (
+    LISTED_TABLES,
+    assert_mirror,
+    assert_series_mirror,
+    fetch_table,
+    query,
+    reading,
+    volume_start,
+)
 
 
 @pytest.fixture
@@ -52,8 +59,9 @@ def only_live_rows(pipeline: dlt.Pipeline, account: Account) -> None:
     """Exactly the account's objects, no rows of any other account, not even deleted ones."""
     with reading(pipeline):
         assert_mirror(pipeline, account)
-        for table in TABLES:
+        for table in LISTED_TABLES:
             assert set(fetch_table(pipeline, table)) == set(account.objects(table)), table
+    assert_series_mirror(pipeline, account, volume_start(account))
 
 
 def test_another_account_is_refused_before_anything_is_written(

@@ -11,13 +11,19 @@ import dlt
 import duckdb
 import pytest
 
-from orb_source.catalog import TABLES
 from orb_source.demo import DEMO_FILE, DEMO_PIPELINE, demo_pipeline
 from orb_source.runner import make_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from tests.cli import run_cli
 from tests.conftest import restore_first_load
-from tests.warehouse import assert_mirror, fetch_table, reading
+from tests.warehouse import (
+    LISTED_TABLES,
+    assert_mirror,
+    assert_series_mirror,
+    fetch_table,
+    reading,
+    volume_start,
+)
 
 DEMO_CUSTOMERS = "6"
 
@@ -37,9 +43,10 @@ def exact_mirror(pipeline: dlt.Pipeline, account: Account) -> None:
     """The account's objects and the ones it deleted, nothing of the demo's account."""
     with reading(pipeline):
         assert_mirror(pipeline, account)
-        for table in TABLES:
+        for table in LISTED_TABLES:
             loaded = set(fetch_table(pipeline, table))
             assert loaded <= set(account.objects(table)) | account.gone(table), table
+    assert_series_mirror(pipeline, account, volume_start(account))
 
 
 def saved_state(pipeline_name: str) -> dict[str, Any]:
@@ -60,8 +67,10 @@ def test_demo_then_run_in_one_folder(
     pipeline = make_pipeline()
     exact_mirror(pipeline, account)
     with reading(pipeline):
-        loaded = {table: len(fetch_table(pipeline, table)) for table in TABLES}
-    assert loaded == {table: len(account.objects(table)) for table in TABLES}, "a full first load"
+        loaded = {table: len(fetch_table(pipeline, table)) for table in LISTED_TABLES}
+    assert loaded == {table: len(account.objects(table)) for table in LISTED_TABLES}, (
+        "a full first load"
+    )
     assert (
         saved_state("orb_billing")["sources"]["orb"]["account"]
         != saved_state(DEMO_PIPELINE)["sources"]["orb"]["account"]

@@ -20,7 +20,14 @@ from orb_source.sandbox import Account, SandboxServer, generate_account
 from orb_source.sandbox.mutations import add_customer
 from tests.cli import run_cli
 from tests.conftest import SANDBOX_NOW, restore_first_load, serving
-from tests.warehouse import assert_mirror, fetch_table, query
+from tests.warehouse import (
+    assert_mirror,
+    assert_series_mirror,
+    expected_series,
+    fetch_table,
+    query,
+    volume_start,
+)
 
 
 def test_full_load_mirrors_every_table(
@@ -29,8 +36,13 @@ def test_full_load_mirrors_every_table(
     report = run_pipeline(pipeline=pipeline)
 
     assert_mirror(pipeline, account)
+    assert_series_mirror(pipeline, account, volume_start(account))
     loaded = {summary.table: summary.rows for summary in report.tables}
-    assert loaded == {table: len(account.objects(table)) for table in TABLES}
+    series = expected_series(account, volume_start(account))
+    assert loaded == {
+        table: len(series[table]) if table in series else len(account.objects(table))
+        for table in TABLES
+    }
 
 
 def test_invoices_of_every_status_and_totals_to_the_cent(

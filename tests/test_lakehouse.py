@@ -4,6 +4,7 @@ with `deltalake` and `pyiceberg` themselves, and append-only Parquet that says s
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -23,7 +24,7 @@ from orb_source.precision import PRECISION, SCALE
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from tests.cli import run_cli
-from tests.warehouse import Reader, assert_mirror, by_id
+from tests.warehouse import Reader, assert_mirror, assert_series_mirror, by_id, volume_start
 
 BUCKET = "orb_billing_lake"
 """The default bucket: a folder in the working directory (the test's tmp_path)."""
@@ -55,12 +56,17 @@ def reader(table_format: str, tmp_path: Path) -> Reader:
 
 
 def assert_lake_mirror(
-    pipeline: dlt.Pipeline, account: Account, table_format: str, tmp_path: Path
+    pipeline: dlt.Pipeline,
+    account: Account,
+    table_format: str,
+    tmp_path: Path,
+    volume_since: datetime,
 ) -> None:
     """The exact mirror, every child row under a root that exists, no child row twice. Each
     table is read once (a root table is read again for each of its children otherwise)."""
     read = cache(reader(table_format, tmp_path))
     assert_mirror(pipeline, account, read=read)
+    assert_series_mirror(pipeline, account, volume_since, read=read)
     roots = cache(lambda table: {row["_dlt_id"] for row in read(table)})
     for table in pipeline.default_schema.data_table_names(seen_data_only=True):
         if "__" not in table:
@@ -103,8 +109,9 @@ def test_open_tables_mirror_the_account_round_after_round(
     sandbox: SandboxServer, account: Account, tmp_path: Path, table_format: str, arrow: bool
 ) -> None:
     pipeline = make_pipeline("filesystem", pipelines_dir=str(tmp_path / "pipelines"))
+    since = volume_start(account)
     run_pipeline(pipeline=pipeline, table_format=table_format, arrow=arrow)
-    assert_lake_mirror(pipeline, account, table_format, tmp_path)
+    assert_lake_mirror(pipeline, account, table_format, tmp_path, since)
 
     rng = random.Random(2026)
     for day in range(3):
@@ -114,7 +121,7 @@ def test_open_tables_mirror_the_account_round_after_round(
                 shorten_arrays(account)
         assert any("line item" in change for change in changes)
         run_pipeline(pipeline=pipeline, table_format=table_format, arrow=arrow)
-        assert_lake_mirror(pipeline, account, table_format, tmp_path)
+        assert_lake_mirror(pipeline, account, table_format, tmp_path, since)
 
     read = reader(table_format, tmp_path)
     for table in ("customers", "invoices", "invoice_line_items", "top_ups", "alerts"):

@@ -12,11 +12,11 @@ from typing import Any
 import dlt
 import pytest
 
-from orb_source.catalog import SERIES_TABLES, TABLES
 from orb_source.reconcile import CHECKS
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, Fault, SandboxServer
 from tests.cli import run_cli
+from tests.warehouse import LISTED_TABLES
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
@@ -47,7 +47,7 @@ def differences(table: dict[str, Any]) -> dict[Any, Decimal]:
 
 
 def test_every_table_has_its_checks() -> None:
-    assert list(CHECKS) == list(TABLES)
+    assert list(CHECKS) == list(LISTED_TABLES)
 
 
 def test_a_fresh_mirror_reconciles_with_exit_0(
@@ -59,7 +59,7 @@ def test_a_fresh_mirror_reconciles_with_exit_0(
     done = run_cli("reconcile", "--destination", destination, "--json", str(tmp_path / "r.json"))
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == f"no drift: {len(TABLES)} tables equal to Orb"
+    assert done.stdout.splitlines()[-1] == f"no drift: {len(LISTED_TABLES)} tables equal to Orb"
     report = json.loads((tmp_path / "r.json").read_text())
     assert (report["destination"], report["dataset"], report["drifted"]) == (
         destination,
@@ -67,7 +67,7 @@ def test_a_fresh_mirror_reconciles_with_exit_0(
         False,
     )
     tables = by_table(report)
-    assert list(tables) == list(TABLES)
+    assert list(tables) == list(LISTED_TABLES)
     for name, table in tables.items():
         expected = len(account.objects(name))
         assert (table["api_rows"], table["live_rows"]) == (expected, expected), name
@@ -96,11 +96,9 @@ def test_a_feature_the_account_lacks_is_left_out_of_the_check(
     done = run_cli("reconcile", "--json", str(tmp_path / "r.json"))
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == f"no drift: {len(TABLES) - 1} tables equal to Orb"
+    assert done.stdout.splitlines()[-1] == f"no drift: {len(LISTED_TABLES) - 1} tables equal to Orb"
     tables = by_table(json.loads((tmp_path / "r.json").read_text()))
-    assert list(tables) == [
-        table for table in TABLES if table != "license_types" and table not in SERIES_TABLES
-    ]
+    assert list(tables) == [table for table in LISTED_TABLES if table != "license_types"]
 
 
 def test_injected_drift_is_reported_exactly(
@@ -150,7 +148,7 @@ def test_injected_drift_is_reported_exactly(
     assert f"credit_ledger_entries: stale {entry['id']}" in lines
     assert "top_ups: extra top_up_extra" in lines
     assert lines[-1] == (
-        f"drift in 3 of {len(TABLES)} tables: invoices, credit_ledger_entries, top_ups"
+        f"drift in 3 of {len(LISTED_TABLES)} tables: invoices, credit_ledger_entries, top_ups"
     )
 
 

@@ -77,13 +77,17 @@ def test_the_span_of_a_subscription() -> None:
 
 
 def test_an_ended_subscription_is_followed_for_one_restatement_window() -> None:
+    series = USAGE.series
+    assert series is not None
     ctx = context(restatement=timedelta(days=3))
     ended = read("2025-01-01T00:00:00+00:00", "2026-03-28T00:00:00+00:00", NOW.isoformat())
-    assert not _final(ctx, ended, NOW)
-    assert _final(ctx, ended, datetime(2026, 3, 31, tzinfo=UTC))
+    assert not _final(ctx, series, ended, NOW)
+    assert _final(ctx, series, ended, datetime(2026, 3, 31, tzinfo=UTC))
     # never read yet: not final, whenever it ended
-    assert not _final(ctx, read("2025-01-01T00:00:00+00:00", "2025-02-01T00:00:00+00:00"), NOW)
-    assert not _final(ctx, read("2025-01-01T00:00:00+00:00"), NOW)
+    assert not _final(
+        ctx, series, read("2025-01-01T00:00:00+00:00", "2025-02-01T00:00:00+00:00"), NOW
+    )
+    assert not _final(ctx, series, read("2025-01-01T00:00:00+00:00"), NOW)
 
 
 def test_a_window_has_one_key_however_orb_spells_its_time() -> None:
@@ -164,3 +168,17 @@ def test_usage_and_costs_count_against_the_analytics_class() -> None:
         "subscription_costs": "analytics",
         "event_volume": "read",
     }
+
+
+def test_costs_are_read_again_over_a_draft_invoices_period() -> None:
+    costs = ENDPOINTS["subscription_costs"].series
+    assert costs is not None
+    ctx = context(restatement=timedelta(days=3))
+    last = NOW.isoformat()
+    assert restated_from(ctx, costs, last, "UTC") == datetime(2026, 2, 23, tzinfo=UTC)
+    assert restated_from(context(restatement=timedelta(days=40)), costs, last, "UTC") == (
+        datetime(2026, 2, 18, tzinfo=UTC)
+    )
+    ended = read("2025-01-01T00:00:00+00:00", "2026-03-20T00:00:00+00:00", last)
+    assert not _final(ctx, costs, ended, NOW)
+    assert _final(ctx, costs, ended, datetime(2026, 4, 24, tzinfo=UTC))

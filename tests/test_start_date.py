@@ -11,11 +11,16 @@ from typing import Any
 import dlt
 import pytest
 
-from orb_source.catalog import TABLES
 from orb_source.runner import run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
 from tests.conftest import SANDBOX_NOW
-from tests.warehouse import assert_same_fields, fetch_table, reading
+from tests.warehouse import (
+    LISTED_TABLES,
+    assert_same_fields,
+    assert_series_mirror,
+    fetch_table,
+    reading,
+)
 
 START = (SANDBOX_NOW - timedelta(days=60)).replace(hour=0, minute=0)
 START_DATE = START.date().isoformat()
@@ -63,7 +68,8 @@ def assert_start_dated_mirror(pipeline: dlt.Pipeline, account: Account) -> None:
     """Everything the start date keeps is live and equal to the API; nothing live is stale or
     gone from the API; nothing the API still serves is marked deleted."""
     with reading(pipeline):
-        tables = {table: fetch_table(pipeline, table) for table in TABLES}
+        tables = {table: fetch_table(pipeline, table) for table in LISTED_TABLES}
+    assert_series_mirror(pipeline, account, START, from_date=START)
     for table, rows in tables.items():
         objects = account.objects(table)
         live = {i for i, row in rows.items() if row["deleted_at"] is None}
@@ -82,7 +88,7 @@ def test_first_load_keeps_every_open_object_and_skips_older_closed_history(
     run_pipeline(pipeline=pipeline, start_date=START_DATE)
 
     with reading(pipeline):
-        tables = {table: set(fetch_table(pipeline, table)) for table in TABLES}
+        tables = {table: set(fetch_table(pipeline, table)) for table in LISTED_TABLES}
     for table, loaded in tables.items():
         assert loaded == kept(account, table, START), table
         if table in SKIPPING:
@@ -120,7 +126,7 @@ def test_later_runs_stay_exact_and_never_mark_skipped_history_deleted(
     with reading(pipeline):
         gone = {
             table: {i for i, row in fetch_table(pipeline, table).items() if row["deleted_at"]}
-            for table in TABLES
+            for table in LISTED_TABLES
         }
     assert any(gone.values()), "the simulated days deleted something"
     for table, ids in gone.items():

@@ -23,7 +23,13 @@ from orb_source.catalog import TABLES
 from orb_source.runner import run_pipeline
 from orb_source.sandbox import Account, Fault, SandboxServer
 from tests.cli import run_cli
-from tests.warehouse import assert_mirror
+from tests.warehouse import (
+    LISTED_TABLES,
+    assert_mirror,
+    assert_series_mirror,
+    expected_series,
+    volume_start,
+)
 
 TABLE_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO (\w+): ([\d,]+) rows read"
@@ -36,6 +42,15 @@ def number(text: str) -> int:
     return int(text.replace(",", ""))
 
 
+def expected_rows(account: Account) -> dict[str, int]:
+    """Rows per table of a first run of the test account."""
+    series = expected_series(account, volume_start(account))
+    return {
+        table: len(series[table]) if table in series else len(account.objects(table))
+        for table in TABLES
+    }
+
+
 def expected_requests(account: Account) -> dict[str, int]:
     """Requests per table of a first run of the test account: one page per listing."""
     requests = {table: 1 for table in TABLES}
@@ -44,6 +59,22 @@ def expected_requests(account: Account) -> dict[str, int]:
     requests["invoices"] = -(-len(account.objects("invoices")) // 100) + 1
     for table in (*PER_CUSTOMER, "customer_balance_transactions"):
         requests[table] = len(account.customers)
+    # one per subscription begun, and the one listing of subscriptions both read
+    begun = sum(sub["start_date"] < account.now for sub in account.subscriptions.values())
+    requests["subscription_usage"], requests["subscription_costs"] = begun + 1, begun
+    requests["event_volume"] = -(-expected_rows(account)["event_volume"] // 100)
+    return requests
+
+
+def listing_counted_for_usage(requests: dict[str, int]) -> dict[str, int]:
+    """The subscription listing usage and costs share is counted for the one that asked
+    first: counted for usage here, as `expected_requests` does."""
+    if requests["subscription_costs"] > requests["subscription_usage"]:
+        requests = {
+            **requests,
+            "subscription_usage": requests["subscription_costs"],
+            "subscription_costs": requests["subscription_usage"],
+        }
     return requests
 
 
@@ -63,8 +94,10 @@ def test_a_run_logs_each_table_and_writes_its_summary_as_json(
         logged[table] = (number(rows), number(requests))
         if child:
             logged[child] = (number(children), 0)
-    requests = expected_requests(account)
-    assert logged == {t: (len(account.objects(t)), requests[t]) for t in TABLES}
+    requests, rows = expected_requests(account), expected_rows(account)
+    counted = listing_counted_for_usage({t: n for t, (_, n) in logged.items()})
+    assert logged == {t: (rows[t], logged[t][1]) for t in TABLES}
+    assert counted == requests
     assert "HTTP Request" not in done.stderr
 
     document = json.loads(summary.read_text())
@@ -75,10 +108,11 @@ def test_a_run_logs_each_table_and_writes_its_summary_as_json(
     assert document["location"] == str(tmp_path / "orb_billing.duckdb")
     assert [t["table"] for t in document["tables"]] == list(TABLES)
     for entry in document["tables"]:
-        rows = len(account.objects(entry["table"]))
-        assert (entry["rows_read"], entry["rows_loaded"], entry["rows_deleted"]) == (rows, rows, 0)
-        assert entry["requests"] == requests[entry["table"]], entry
-    total = sum(len(account.objects(t)) for t in TABLES)
+        n = rows[entry["table"]]
+        assert (entry["rows_read"], entry["rows_loaded"], entry["rows_deleted"]) == (n, n, 0)
+    counted = listing_counted_for_usage({t["table"]: t["requests"] for t in document["tables"]})
+    assert counted == requests
+    total = sum(rows.values())
     assert document["totals"] == {"rows_read": total, "rows_loaded": total, "rows_deleted": 0}
     assert document["requests"]["total"] == sum(requests.values())
     assert sandbox.stats.requests == sum(requests.values()) + 1, "plus the key check"
@@ -99,23 +133,28 @@ def test_a_run_logs_each_table_and_writes_its_summary_as_json(
 def test_rows_marked_deleted_are_counted_per_table(
     sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:
+    since = volume_start(account)
+    series = expected_series(account, since)
     with account.lock:
-        before = {table: set(account.objects(table)) for table in TABLES}
+        before = {table: set(account.objects(table)) for table in LISTED_TABLES}
         customer = next(
             c
             for c in sorted(account.customers)
             if all(account.of_customer(t, c) for t in PER_CUSTOMER)
         )
         account.delete_customer(customer)
-    gone = {table: len(before[table] - set(account.objects(table))) for table in TABLES}
+    gone = {table: len(before[table] - set(account.objects(table))) for table in LISTED_TABLES}
+    for table, rows in series.items():
+        gone[table] = sum(row.get("customer_id") == customer for row in rows.values())
 
     report = run_pipeline(pipeline=loaded)
 
     assert_mirror(loaded, account)
+    assert_series_mirror(loaded, account, since)
     deleted = {t.table: t.deleted for t in report.tables}
     assert deleted == gone
     assert gone["customers"] == 1
-    assert all(gone[table] > 0 for table in PER_CUSTOMER)
+    assert all(gone[table] > 0 for table in (*PER_CUSTOMER, "subscription_usage"))
 
 
 def test_quiet_prints_one_line_and_logs_nothing_on_success(
@@ -125,7 +164,7 @@ def test_quiet_prints_one_line_and_logs_nothing_on_success(
 
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    total = sum(len(account.objects(t)) for t in TABLES)
+    total = sum(expected_rows(account).values())
     requests = sum(expected_requests(account).values())
     [line] = done.stdout.splitlines()
     assert line.startswith(

@@ -503,6 +503,7 @@ def list_event_volume(call: Call) -> Obj:
     start = parse_time("timeframe_start", value)
     end_value = one(query, "timeframe_end")
     end = call.account.now if end_value is None else parse_time("timeframe_end", end_value)
+    end = min(end, call.account.now)  # no hour after the account's clock has events yet
     limit = page_size(query)
     first, last = usage.hour_floor(start), usage.hour_ceil(end)
     cursor = one(query, "cursor")

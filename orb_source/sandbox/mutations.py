@@ -189,7 +189,9 @@ def _one_off(b: Builder) -> list[str]:
 
 def _backdated_subscription(b: Builder) -> list[str]:
     """A subscription created now that started two months ago: the invoices of its past
-    periods appear at once, already paid, dated before the last sync."""
+    periods appear at once, already paid, dated before the last sync. Its past events came
+    in through a backfill of its customer's events, reflected now (Orb takes events older
+    than its grace period only that way)."""
     customer = b.rng.choice(list(b.account.customers.values()))
     plan = b.rng.choice(b.active_plans(customer["currency"]))
     start = add_months(month_start(b.now), -2)
@@ -204,6 +206,29 @@ def _backdated_subscription(b: Builder) -> list[str]:
             billing.pay(invoice, b.now, b.new_id())
             changes.append(f"invoice {invoice['id']} created paid, dated {end.date()}")
         period = end
+    backfill = b.account.add(
+        "event_backfills",
+        {
+            "id": f"{sub['id']}_backfill",
+            "close_time": b.now,
+            "created_at": b.now,
+            "customer_id": customer["id"],
+            "events_ingested": sum(
+                int(line["quantity"])
+                for invoice in b.account.invoices.values()
+                if invoice["subscription"] == {"id": sub["id"]}
+                for line in invoice["line_items"]
+                if line["price"]["price_type"] == "usage_price"
+            ),
+            "replace_existing_events": False,
+            "reverted_at": None,
+            "status": "reflected",
+            "timeframe_end": b.now,
+            "timeframe_start": start,
+            "deprecation_filter": None,
+        },
+    )
+    changes.append(f"backfill {backfill['id']} reflected for customer {customer['id']}")
     return changes
 
 
