@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from orb_source.catalog import ENDPOINTS
 from orb_source.client import OrbClient, rate_class
+from orb_source.sandbox import generate_account
 from orb_source.series import _final, _span, restated_from, window_start
 from orb_source.state import SeriesRead
 from orb_source.strategies import SyncContext
 from orb_source.transform import cost_rows, usage_rows, volume_rows
+from tests.test_strategies import FakeOrb, State, run
 
 NOW = datetime(2026, 3, 30, 15, 20, tzinfo=UTC)
 USAGE = ENDPOINTS["subscription_usage"]
@@ -182,3 +186,181 @@ def test_costs_are_read_again_over_a_draft_invoices_period() -> None:
     ended = read("2025-01-01T00:00:00+00:00", "2026-03-20T00:00:00+00:00", last)
     assert not _final(ctx, costs, ended, NOW)
     assert _final(ctx, costs, ended, datetime(2026, 4, 24, tzinfo=UTC))
+
+
+# The readers in process, through the sandbox's `Api` (`tests/test_strategies.py`)
+
+ACCOUNT_NOW = datetime(2026, 3, 15, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def orb() -> FakeOrb:
+    """Four customers, three months; answers carry Orb's `Date`, so "now" is the account's."""
+    return FakeOrb(generate_account(customers=4, seed=7, months=3, now=ACCOUNT_NOW), send_date=True)
+
+
+def midnight(moment: datetime, timezone: str) -> str:
+    return window_start(moment, "day", timezone).isoformat()
+
+
+def begun(orb: FakeOrb) -> dict[str, dict[str, object]]:
+    return {
+        sid: sub
+        for sid, sub in orb.account.subscriptions.items()
+        if sub["start_date"] < orb.account.now
+    }
+
+
+def test_a_first_read_covers_each_subscription_then_each_run_its_restatement_window(
+    orb: FakeOrb,
+) -> None:
+    state: State = {}
+    first = run(orb, "subscription_usage", state, ACCOUNT_NOW)
+
+    subs = begun(orb)
+    assert first.params("/subscriptions") == [{"limit": "100"}], "every status, once"
+    asked = {r.path.split("/")[2]: r.params for r in first.requests if r.path.endswith("/usage")}
+    assert set(asked) == set(subs) and len(subs) < len(orb.account.subscriptions)
+    for sid, params in asked.items():
+        start = orb.account.subscriptions[sid]["start_date"]
+        assert params["timeframe_start"] == start.isoformat()
+        assert (params["granularity"], params["view_mode"]) == ("day", "periodic")
+    assert {row["subscription_id"] for _, row in first.rows} <= set(subs)
+    assert first.listings == {}, "a series records no listing: its rows are never swept"
+
+    with orb.account.lock:
+        orb.account.now += timedelta(days=1)
+    second = run(orb, "subscription_usage", state, ACCOUNT_NOW + DAY)
+
+    statuses, created = second.params("/subscriptions")
+    assert statuses == {"status[]": ["active", "upcoming"], "limit": "100"}
+    assert set(created) == {"created_at[gte]", "limit"}
+    again = {r.path.split("/")[2]: r.params for r in second.requests if r.path.endswith("/usage")}
+    following = {
+        sid
+        for sid, sub in subs.items()
+        if sub["end_date"] is None or sub["end_date"] > ACCOUNT_NOW - timedelta(days=3)
+    }
+    assert set(again) == following
+    for sid, params in again.items():
+        zone = orb.account.subscriptions[sid]["customer"]["timezone"]
+        read_to = datetime.fromisoformat(state["subscriptions"][sid]["read_to"])
+        assert read_to >= orb.account.now
+        assert params["timeframe_start"] == midnight(ACCOUNT_NOW - timedelta(days=3), zone)
+    windows = {row["timeframe_start"] for _, row in second.rows}
+    assert min(windows) >= (ACCOUNT_NOW - timedelta(days=4)).isoformat()
+
+
+def test_an_ended_subscription_is_followed_through_the_window_then_dropped(
+    orb: FakeOrb,
+) -> None:
+    state: State = {}
+    run(orb, "subscription_usage", state, ACCOUNT_NOW)
+    active = next(sid for sid, sub in begun(orb).items() if sub["status"] == "active")
+    with orb.account.lock:
+        ended = ACCOUNT_NOW + timedelta(hours=6)
+        orb.account.subscriptions[active].update(status="ended", end_date=ended)
+        orb.account.now += DAY
+
+    second = run(orb, "subscription_usage", state, ACCOUNT_NOW + DAY)
+
+    assert second.paths(f"/subscriptions/{active}") == [
+        f"/subscriptions/{active}",
+        f"/subscriptions/{active}/usage",
+    ], "fetched by id when it left the open listing, then read to its end"
+    (params,) = [r.params for r in second.requests if r.path == f"/subscriptions/{active}/usage"]
+    assert datetime.fromisoformat(str(params["timeframe_end"])) == ended
+    assert state["subscriptions"][active]["end_date"] == ended.isoformat()
+
+    read: list[bool] = []
+    for day in (2, 5, 6):
+        with orb.account.lock:
+            orb.account.now = ACCOUNT_NOW + day * DAY
+        later = run(orb, "subscription_usage", state, ACCOUNT_NOW + day * DAY)
+        read.append(f"/subscriptions/{active}/usage" in later.paths("/subscriptions/"))
+    assert read == [True, True, False], "its last days, until they cannot change any more"
+    assert active not in state["subscriptions"]
+
+
+def test_configured_metrics_are_also_read_grouped(orb: FakeOrb) -> None:
+    state: State = {}
+    whole = run(orb, "subscription_usage", {}, ACCOUNT_NOW)
+    metric = next(row["billable_metric_id"] for _, row in whole.rows)
+
+    grouped = run(orb, "subscription_usage", state, ACCOUNT_NOW, usage_group_by={metric: "region"})
+
+    asked = [r.params for r in grouped.requests if "group_by" in r.params]
+    having = {
+        row["subscription_id"] for _, row in whole.rows if row["billable_metric_id"] == metric
+    }
+    assert len(asked) == len(having) > 0
+    assert all(p["billable_metric_id"] == metric and p["group_by"] == "region" for p in asked)
+    by_group = [row for _, row in grouped.rows if row["property_key"] == "region"]
+    assert by_group and all(
+        row["id"].endswith(f"/region={row['property_value']}") for row in by_group
+    )
+    plain = {row["id"]: row["quantity"] for _, row in whole.rows}
+    assert {r["id"]: r["quantity"] for _, r in grouped.rows if r["property_key"] is None} == plain
+    # every day's groups add up to the day's usage of the metric
+    totals: dict[str, object] = {}
+    for row in by_group:
+        key = row["id"].rsplit("/", 1)[0]
+        totals[key] = totals.get(key, 0) + row["quantity"]
+    assert totals == {key: plain[key] for key in totals}
+
+
+def test_event_volume_starts_at_the_first_customer_then_reads_the_window(orb: FakeOrb) -> None:
+    state: State = {}
+    first = run(orb, "event_volume", state, ACCOUNT_NOW)
+
+    oldest = min(c["created_at"] for c in orb.account.customers.values())
+    (params, *more) = first.params("/events/volume")
+    assert params["timeframe_start"] == window_start(oldest, "hour").isoformat()
+    hours = (ACCOUNT_NOW - window_start(oldest, "hour")) // timedelta(hours=1)
+    assert len(first.rows) == hours and len(more) == -(-hours // 100) - 1
+    assert sum(row["count"] for _, row in first.rows) > 0
+
+    with orb.account.lock:
+        orb.account.now += DAY
+    second = run(orb, "event_volume", state, ACCOUNT_NOW + DAY)
+
+    (params,) = second.params("/events/volume")
+    assert (
+        params["timeframe_start"]
+        == window_start(ACCOUNT_NOW - timedelta(days=3), "hour").isoformat()
+    )
+    assert len(second.rows) == 4 * 24
+
+
+def test_a_backfill_reads_its_customers_subscriptions_over_its_timeframe_again(
+    orb: FakeOrb,
+) -> None:
+    state: State = {}
+    run(orb, "subscription_usage", state, ACCOUNT_NOW)
+    customer = next(iter(begun(orb).values()))["customer"]["id"]
+    with orb.account.lock:
+        orb.account.now += DAY
+        like = next(iter(orb.account.event_backfills.values()))
+        orb.account.add(
+            "event_backfills",
+            {
+                **like,
+                "id": "test_backfill",
+                "customer_id": customer,
+                "status": "reflected",
+                "close_time": orb.account.now,
+                "timeframe_start": ACCOUNT_NOW - timedelta(days=20),
+                "timeframe_end": ACCOUNT_NOW - timedelta(days=10),
+            },
+        )
+
+    second = run(orb, "subscription_usage", state, ACCOUNT_NOW + DAY)
+
+    assert {"customer_id": customer, "limit": "100"} in second.params("/subscriptions")
+    for request in second.requests:
+        if request.path.endswith("/usage"):
+            sub = orb.account.subscriptions[request.path.split("/")[2]]
+            zone = sub["customer"]["timezone"]
+            back = 20 if sub["customer"]["id"] == customer else 3
+            start = max(sub["start_date"].isoformat(), midnight(ACCOUNT_NOW - back * DAY, zone))
+            assert request.params["timeframe_start"] == start, request.path

@@ -88,7 +88,7 @@ class FakeOrb:
         return OrbClient(
             "test-key",
             "https://orb.test/v1",
-            rate_limits=RateLimits(read=1e6, credit_balance=1e6),
+            rate_limits=RateLimits(read=1e6, credit_balance=1e6, analytics=1e6),
             max_concurrency=4,
             max_attempts=1,
             timeout=2.0,
