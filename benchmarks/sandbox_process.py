@@ -97,9 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         line_items_per_invoice=args.line_items,
     )
     limits = RateLimits()
-    rate_limits = (
-        {"read": limits.read, "credit_balance": limits.credit_balance} if args.rate_limit else None
-    )
+    rate_limits = limits.by_class() if args.rate_limit else None
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
