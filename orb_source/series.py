@@ -17,17 +17,18 @@ rows of a series are never deleted, so there is nothing for it to find.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from datetime import time as day_start
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .catalog import Cursor, Endpoint, Scope, Series, Sync
-from .client import OrbForbidden, OrbNotFound
+from .client import PAGE_SIZE, OrbForbidden, OrbNotFound
 from .state import ListingState, SeriesRead
 from .strategies import (
     Listed,
@@ -47,6 +48,7 @@ BACKFILLS = "/events/backfills"
 OPEN = ["active", "upcoming"]
 """The subscriptions that can have new windows, by Orb's status filter."""
 CREATED = Cursor("created_at", "created_at")
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 def orb_now(ctx: SyncContext) -> datetime:
@@ -92,14 +94,30 @@ def read_account_series(ctx: SyncContext, endpoint: Endpoint, state: ListingStat
         start = ctx.start_date or _first_customer(ctx)
     end = orb_now(ctx)
     if start is not None and start < end:
-        params = {
-            **endpoint.params,
-            "timeframe_start": _iso(window_start(start, series.window)),
-            "timeframe_end": _iso(end),
-        }
-        for page in ctx.client.paginate(endpoint.path, params):
-            yield None, series.rows(page, {})
+        step = PAGE_SIZE * (HOUR if series.window == "hour" else DAY)
+        chunks = _chunks(window_start(start, series.window), end, step)
+
+        def read_chunk(key: str) -> list[Row]:
+            since, until = chunks[key]
+            params = {
+                **endpoint.params,
+                "timeframe_start": _iso(since),
+                "timeframe_end": _iso(until),
+            }
+            return [row for page in ctx.client.paginate(endpoint.path, params) for row in page]
+
+        for rows in bounded_map(ctx.pool(endpoint.rate_class), read_chunk, sorted(chunks)):
+            yield None, series.rows(rows, {})
     state["read_to"] = end.isoformat()
+
+
+def _chunks(
+    start: datetime, end: datetime, step: timedelta
+) -> dict[str, tuple[datetime, datetime]]:
+    """The timeframe in parts of one page of windows each, read at once rather than page
+    after page: a year of hours is 88 pages."""
+    bounds = [start + index * step for index in range(-(-(end - start) // step))] + [end]
+    return {_iso(since): (since, min(until, end)) for since, until in itertools.pairwise(bounds)}
 
 
 def _first_customer(ctx: SyncContext) -> datetime | None:
