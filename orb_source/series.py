@@ -81,8 +81,8 @@ def _iso(moment: datetime) -> str:
 
 
 def read_account_series(ctx: SyncContext, endpoint: Endpoint, state: ListingState) -> Listed:
-    """The account's series (event volume), from its start on a first run: the start date,
-    else the hour the account's first customer was created."""
+    """The account's series (event volume), from its start on a first run: the hour the
+    account's first customer was created, or the start date if later."""
     series = _series(endpoint)
     read_to = None if ctx.full_refresh else state.get("read_to")
     backfills = _backfills(ctx, state, read_to is not None)
@@ -91,7 +91,9 @@ def read_account_series(ctx: SyncContext, endpoint: Endpoint, state: ListingStat
             [restated_from(ctx, series, read_to, "UTC"), *(b.start for b in backfills)]
         )
     else:
-        start = ctx.start_date or _first_customer(ctx)
+        start = _first_customer(ctx)
+    if ctx.start_date:  # history before it is skipped, backfilled or not
+        start = max(start or ctx.start_date, ctx.start_date)
     end = orb_now(ctx)
     if start is not None and start < end:
         step = PAGE_SIZE * (HOUR if series.window == "hour" else DAY)
@@ -297,7 +299,7 @@ def _span(
         since.append(restated_from(ctx, series, read["read_to"], zone))
     if since:
         start = max(start, min(since))
-    elif ctx.start_date:
+    if ctx.start_date:
         start = max(start, window_start(ctx.start_date, series.window, zone))
     end_date = read.get("end_date")
     end = min(now, parse_time(end_date)) if end_date else now
