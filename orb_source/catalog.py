@@ -7,7 +7,7 @@ Why each table syncs the way it does is explained in the README, "How incrementa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -19,6 +19,7 @@ from .schema import Shape
 ALL_INVOICE_STATUSES = ["draft", "issued", "paid", "synced", "void"]
 CUSTOMERS = "/customers"
 """The listing that every per-customer endpoint fans out over."""
+SUBSCRIPTION_CHANGE_STATUSES = ("pending", "applied", "cancelled")
 
 
 class Sync(StrEnum):
@@ -37,6 +38,11 @@ class Sync(StrEnum):
     """Per-customer lists re-read for the customers whose activity feed moved since the last
     run, open objects re-read by id; every customer on a full run."""
 
+    OPEN_PARENTS = "open_parents"
+    """Per parent, the lists of the parents that can still change them: the open ones, those
+    created since the last run, and those that left the open set since (by id); every parent
+    on a full run."""
+
     RESTATED = "restated"
     """A time series Orb computes from events (usage, costs, event volume): late events
     change recent windows, so each run reads from where the last one ended minus a
@@ -50,6 +56,9 @@ class Scope(StrEnum):
     SUBSCRIPTION = "subscription"
     """Orb serves these per subscription: the source fans out over the subscriptions that can
     have new or restated windows (`series.py`)."""
+    PARENT = "parent"
+    """Orb lists these per object of another listing (a plan's migrations, a coupon's
+    subscriptions): the source fans out over that listing's ids (`Endpoint.parent`)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,42 @@ class ListedForNew:
 
 
 @dataclass(frozen=True)
+class ListedBy:
+    """A filter that takes one value, read once per value: together the listings hold every
+    object (`GET /subscription_changes?status=` for each status)."""
+
+    param: str
+    values: tuple[str, ...]
+
+
+SubRows = Callable[[Mapping[str, Any], str], dict[str, Any]]
+"""The row of one object listed under a parent, given the parent's id."""
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The listing a per-parent endpoint fans out over, and how its objects name the parent.
+
+    `param` is the placeholder of the parent's id in the endpoint's path and params
+    (`/plans/{plan_id}/migrations`), and the column of the rows that holds it.
+    """
+
+    table: str
+    """The table of the parents: rows of a parent marked deleted follow it."""
+    path: str
+    param: str
+    params: Mapping[str, str | bool | list[str]] = field(default_factory=dict)
+    """The parents' listing, as their own table lists them: a run lists it once for both."""
+    open_set: OpenSet | None = None
+    """`Sync.OPEN_PARENTS`: the parents whose children can still change."""
+    created: Cursor | None = None
+    """`Sync.OPEN_PARENTS`: the parents' creation time, to list those created since."""
+    rows: SubRows | None = None
+    """For objects with no id of their own (a schedule entry) or link rows (a coupon's
+    subscriptions): the row each becomes. Otherwise the object, with the parent's id."""
+
+
+@dataclass(frozen=True)
 class Strategy:
     """What a sync strategy (`strategies.READERS`) needs of a catalog entry, and what it
     promises the rest of the code."""
@@ -222,6 +267,8 @@ STRATEGY_FIELDS = frozenset(
         "activity",
         "feature",
         "series",
+        "parent",
+        "listed_by",
     }
 )
 """Endpoint fields that only some strategies read: set where no strategy reads them, they would
@@ -229,7 +276,8 @@ be ignored, silently."""
 
 STRATEGIES: Mapping[tuple[Scope, Sync], Strategy] = {
     (Scope.ACCOUNT, Sync.REFRESH): Strategy(
-        optional=frozenset({"feature"}), records="complete, every run; none when skipped"
+        optional=frozenset({"feature", "listed_by"}),
+        records="complete, every run; none when skipped",
     ),
     (Scope.ACCOUNT, Sync.WATERMARK): Strategy(
         required=frozenset({"cursor"}), records="complete, on full runs without a start date"
@@ -247,6 +295,16 @@ STRATEGIES: Mapping[tuple[Scope, Sync], Strategy] = {
     (Scope.CUSTOMER, Sync.ON_ACTIVITY): Strategy(
         required=frozenset({"activity"}),
         records="the customers listed again; complete on a pass over every customer",
+    ),
+    (Scope.PARENT, Sync.REFRESH): Strategy(
+        required=frozenset({"parent"}),
+        optional=frozenset({"feature"}),
+        records="complete, every run; none when skipped",
+    ),
+    (Scope.PARENT, Sync.OPEN_PARENTS): Strategy(
+        required=frozenset({"parent"}),
+        optional=frozenset({"feature"}),
+        records="the parents listed again; complete on a pass over every parent",
     ),
     (Scope.ACCOUNT, Sync.RESTATED): Strategy(
         required=frozenset({"series"}),
@@ -295,6 +353,9 @@ class Endpoint:
     404 or 403, and the table is skipped with one info line."""
     series: Series | None = None
     """What `Sync.RESTATED` reads: the windows and how a response becomes rows."""
+    parent: Parent | None = None
+    """What `Scope.PARENT` fans out over."""
+    listed_by: ListedBy | None = None
 
     def __post_init__(self) -> None:
         strategy = STRATEGIES.get((self.scope, self.sync))
@@ -312,6 +373,13 @@ class Endpoint:
             )
         if self.cursor and self.cursor.open_while and self.scope is not Scope.CUSTOMER:
             raise ValueError(f"catalog entry {self.table}: open_while is read per customer only")
+        if self.parent is not None:
+            following = self.parent.open_set is not None and self.parent.created is not None
+            if following != (self.sync is Sync.OPEN_PARENTS):
+                raise ValueError(
+                    f"catalog entry {self.table}: a parent's open_set and created are read"
+                    f" by {Sync.OPEN_PARENTS} only, which needs both"
+                )
 
     @property
     def strategy(self) -> Strategy:
@@ -334,6 +402,24 @@ class Endpoint:
         return (self.table, self.child_table.table) if self.child_table else (self.table,)
 
 
+SUBSCRIPTIONS_OPEN = OpenSet(
+    "status",
+    ("upcoming", "active"),
+    ("ended",),
+    "status[]",
+    "/subscriptions/{id}",
+    closed_on="end_date",
+)
+OPEN_SUBSCRIPTIONS = Parent(
+    "subscriptions",
+    "/subscriptions",
+    "subscription_id",
+    open_set=SUBSCRIPTIONS_OPEN,
+    created=Cursor("created_at", "created_at"),
+)
+"""The subscriptions whose schedule and licenses can still change: open ones, those created
+since the last run, and those that left the open set since."""
+
 CATALOG: tuple[Endpoint, ...] = (
     Endpoint("customers", CUSTOMERS, Sync.REFRESH, schema.CUSTOMERS),
     Endpoint(
@@ -342,14 +428,7 @@ CATALOG: tuple[Endpoint, ...] = (
         Sync.LIFECYCLE,
         schema.SUBSCRIPTIONS,
         cursor=Cursor("created_at", "created_at"),
-        open_set=OpenSet(
-            "status",
-            ("upcoming", "active"),
-            ("ended",),
-            "status[]",
-            "/subscriptions/{id}",
-            closed_on="end_date",
-        ),
+        open_set=SUBSCRIPTIONS_OPEN,
         links={"customer": "customer_id", "plan": "plan_id"},
     ),
     Endpoint(
@@ -467,6 +546,67 @@ CATALOG: tuple[Endpoint, ...] = (
         feature="event backfills",
     ),
     Endpoint(
+        "subscription_changes",
+        "/subscription_changes",
+        Sync.REFRESH,
+        schema.SUBSCRIPTION_CHANGES,
+        listed_by=ListedBy("status", SUBSCRIPTION_CHANGE_STATUSES),
+    ),
+    Endpoint(
+        "plan_migrations",
+        "/plans/{plan_id}/migrations",
+        Sync.REFRESH,
+        schema.PLAN_MIGRATIONS,
+        scope=Scope.PARENT,
+        parent=Parent("plans", "/plans", "plan_id"),
+    ),
+    Endpoint(
+        "subscription_schedules",
+        "/subscriptions/{subscription_id}/schedule",
+        Sync.OPEN_PARENTS,
+        schema.SUBSCRIPTION_SCHEDULES,
+        scope=Scope.PARENT,
+        parent=replace(OPEN_SUBSCRIPTIONS, rows=transform.schedule_row),
+        links={"plan": "plan_id"},
+    ),
+    Endpoint(
+        "licenses",
+        "/licenses",
+        Sync.OPEN_PARENTS,
+        schema.LICENSES,
+        scope=Scope.PARENT,
+        params={"subscription_id": "{subscription_id}"},
+        parent=OPEN_SUBSCRIPTIONS,
+        feature="licenses",
+    ),
+    Endpoint(
+        "coupon_subscriptions",
+        "/coupons/{coupon_id}/subscriptions",
+        Sync.REFRESH,
+        schema.COUPON_SUBSCRIPTIONS,
+        scope=Scope.PARENT,
+        parent=Parent(
+            "coupons",
+            "/coupons",
+            "coupon_id",
+            {"show_archived": True},
+            rows=transform.coupon_subscription_row,
+        ),
+    ),
+    Endpoint(
+        "dimensional_price_group_prices",
+        "/dimensional_price_groups/{dimensional_price_group_id}/prices",
+        Sync.REFRESH,
+        schema.DIMENSIONAL_PRICE_GROUP_PRICES,
+        scope=Scope.PARENT,
+        params={"status": "all"},
+        parent=Parent(
+            "dimensional_price_groups", "/dimensional_price_groups", "dimensional_price_group_id"
+        ),
+        kinds=Kinds("model_type", schema.PRICE_MODEL_TYPES),
+        feature="dimensional pricing",
+    ),
+    Endpoint(
         "subscription_usage",
         "/subscriptions/{subscription_id}/usage",
         Sync.RESTATED,
@@ -494,6 +634,13 @@ CATALOG: tuple[Endpoint, ...] = (
 )
 
 ENDPOINTS: Mapping[str, Endpoint] = {endpoint.table: endpoint for endpoint in CATALOG}
+
+PARENT_LISTINGS: frozenset[tuple[str, str]] = frozenset(
+    (endpoint.parent.path, repr(sorted(endpoint.parent.params.items())))
+    for endpoint in CATALOG
+    if endpoint.parent
+)
+"""Listings some per-parent endpoint fans out over: the parents' own table shares them."""
 
 
 def check_feeds(endpoints: Mapping[str, Endpoint]) -> None:

@@ -93,6 +93,12 @@ CHECKS: Mapping[str, Check] = {
     "license_types": Check(fields=("name",)),
     "webhook_endpoints": Check(fields=("enabled", "url")),
     "event_backfills": Check(fields=("status", "reverted_at")),
+    "subscription_changes": Check(fields=("status", "applied_at", "cancelled_at")),
+    "plan_migrations": Check(fields=("status", "effective_time")),
+    "subscription_schedules": Check(fields=("plan_id", "end_date")),
+    "licenses": Check(fields=("status", "end_date")),
+    "coupon_subscriptions": Check(fields=("subscription_id",)),
+    "dimensional_price_group_prices": Check(fields=("currency",)),
 }
 """The money and state columns reconcile compares, per table."""
 

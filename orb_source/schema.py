@@ -550,6 +550,28 @@ EVENT_BACKFILLS = Shape(
     bool=("replace_existing_events",),
 )
 
+SUBSCRIPTION_CHANGES = Shape(
+    timestamp=("expiration_time", "applied_at", "cancelled_at"),
+    text=("status", "subscription_id"),
+)
+
+PLAN_MIGRATIONS = Shape(text=("plan_id", "status", "effective_time"))
+"""`effective_time` is a date, a datetime or `end_of_term`/`end_of_invoice`: stored as Orb
+wrote it."""
+
+SUBSCRIPTION_SCHEDULES = Shape(
+    timestamp=("created_at", "start_date", "end_date"), text=("subscription_id", "plan_id")
+)
+
+LICENSES = Shape(
+    timestamp=("start_date", "end_date"),
+    text=("external_license_id", "license_type_id", "status", "subscription_id"),
+)
+
+COUPON_SUBSCRIPTIONS = Shape(text=("coupon_id", "subscription_id"))
+
+DIMENSIONAL_PRICE_GROUP_PRICES = PRICES.merged(Shape(text=("dimensional_price_group_id",)))
+
 SUBSCRIPTION_USAGE = Shape(
     timestamp=("timeframe_start", "timeframe_end"),
     text=(

@@ -29,7 +29,8 @@ class ListingState(TypedDict, total=False):
     last_full_sync: str
     """When the listing was last read whole: the periodic full refresh counts from it."""
     open_ids: list[str]
-    """Lifecycle: objects still open after the run, fetched by id once they leave the open set."""
+    """Lifecycle: objects still open after the run, fetched by id once they leave the open set.
+    Open parents: the parents (subscriptions) open after the run, likewise."""
     refetch_cursor: str | None
     """Lifecycle: where the listing of newer objects pointing at older ones resumes."""
     cursors: dict[str, str]

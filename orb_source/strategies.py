@@ -16,6 +16,10 @@
   activity feed moved, plus open objects by id: `_ActivityCheck`). A run that reads both an
   activity feed's table and its watcher lists each customer's feed once for the two
   (`SyncContext.feed_listing`).
+- Per parent object (a plan's migrations, a coupon's subscriptions, a subscription's
+  schedule), the same `fan_out` reads each parent's list: `read_parents_refresh` for every
+  parent of a listing it shares with the parents' table, `read_open_parents` for the parents
+  that can still change them (open, created since, or left the open set since).
 
 Generators record what they listed completely in source state (`listings`). State is
 committed only with the data of a successful extract, and the deletion sweep (`sweep.py`)
@@ -37,7 +41,17 @@ from typing import Any, TypeVar, cast
 import dlt
 
 from .account import record_account
-from .catalog import CUSTOMERS, ENDPOINTS, Activity, Cursor, Endpoint, OpenSet, Scope, Sync
+from .catalog import (
+    CUSTOMERS,
+    ENDPOINTS,
+    PARENT_LISTINGS,
+    Activity,
+    Cursor,
+    Endpoint,
+    OpenSet,
+    Scope,
+    Sync,
+)
 from .client import (
     MAX_CONCURRENCY,
     PAGE_SIZE,
@@ -308,16 +322,31 @@ def read_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator
         yield from ctx.customer_pages()
     else:
         try:
-            yield from ctx.client.paginate(endpoint.path, endpoint.params)
+            for params in _listings(endpoint):
+                if (endpoint.path, repr(sorted(params.items()))) in PARENT_LISTINGS:
+                    yield from ctx.shared_listing(endpoint.path, params)
+                else:
+                    yield from ctx.client.paginate(endpoint.path, params)
         except (OrbNotFound, OrbForbidden) as exc:
             if endpoint.feature is None:
                 raise
-            # no listing recorded: the sweep leaves the rows of an earlier run as they are
-            logger.info(
-                "%s skipped: no %s on this account (%s)", endpoint.table, endpoint.feature, exc
-            )
+            _skipped(endpoint, exc)
             return
     ctx.record_listing(endpoint.table)
+
+
+def _listings(endpoint: Endpoint) -> list[Params]:
+    """The params of each listing that together read the endpoint whole: one, or one per
+    value of a filter that takes one value (`ListedBy`)."""
+    listed_by = endpoint.listed_by
+    if listed_by is None:
+        return [dict(endpoint.params)]
+    return [{**endpoint.params, listed_by.param: value} for value in listed_by.values]
+
+
+def _skipped(endpoint: Endpoint, exc: Exception) -> None:
+    # no listing recorded: the sweep leaves the rows of an earlier run as they are
+    logger.info("%s skipped: no %s on this account (%s)", endpoint.table, endpoint.feature, exc)
 
 
 def read_watermark(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator[Page]:
@@ -418,30 +447,119 @@ def _created_closed(
 def fan_out(
     ctx: SyncContext,
     endpoint: Endpoint,
-    customers: Iterable[str],
+    parents: Iterable[str],
     read_one: Callable[[str, str, Params], T],
+    key: str = "customer_id",
 ) -> Iterator[tuple[str, T | None]]:
-    """Each customer's list read by `read_one(customer_id, path, params)`, concurrently, in
-    completion order; None for a customer deleted during the run (its rows are then marked
-    deleted)."""
+    """Each parent's list (a customer's, by default) read by `read_one(parent_id, path,
+    params)`, concurrently, in completion order; None for a parent deleted during the run (its
+    rows are then marked deleted). `key` names the parent's id in the endpoint's path and
+    params. An account without the endpoint's feature fails the fan-out (`lacks_feature`)."""
+    kind = key.removesuffix("_id").replace("_", " ")
 
-    def read(customer_id: str) -> tuple[str, T | None]:
-        path = endpoint.path.format(customer_id=customer_id)
+    def read(parent_id: str) -> tuple[str, T | None]:
+        path = endpoint.path.format(**{key: parent_id})
         params = {
-            k: v.format(customer_id=customer_id) if isinstance(v, str) else v
+            k: v.format(**{key: parent_id}) if isinstance(v, str) else v
             for k, v in endpoint.params.items()
         }
         try:
-            return customer_id, read_one(customer_id, path, params)
-        except OrbNotFound:
+            return parent_id, read_one(parent_id, path, params)
+        except OrbNotFound as exc:
+            if endpoint.feature is not None and exc.type.endswith("feature-not-available"):
+                raise
             logger.warning(
-                "customer %s disappeared during the run; its %s are marked deleted",
-                customer_id,
+                "%s %s disappeared during the run; its %s are marked deleted",
+                kind,
+                parent_id,
                 endpoint.table,
             )
-            return customer_id, None
+            return parent_id, None
 
-    yield from bounded_map(ctx.pool(endpoint.rate_class), read, customers)
+    yield from bounded_map(ctx.pool(endpoint.rate_class), read, parents)
+
+
+def read_parents_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
+    """Every parent's complete list, every run (a plan's migrations, a coupon's
+    subscriptions); the parents' listing is shared with their own table."""
+    parent = _required(endpoint.parent, endpoint)
+    try:
+        ids = [obj["id"] for page in ctx.shared_listing(parent.path, parent.params) for obj in page]
+        yield from _children(ctx, endpoint, ids)
+    except (OrbNotFound, OrbForbidden) as exc:
+        if endpoint.feature is None:
+            raise
+        _skipped(endpoint, exc)
+        return
+    ctx.record_listing(endpoint.table)
+
+
+def read_open_parents(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
+    """The lists of the parents that can still change them (`Sync.OPEN_PARENTS`): the open
+    ones, those created since the last run, and by id those that left the open set since;
+    every parent on a full run. A parent gone from Orb is listed as read, without rows, so
+    the sweep marks its rows deleted."""
+    parent = _required(endpoint.parent, endpoint)
+    open_set, created = _required(parent.open_set, endpoint), _required(parent.created, endpoint)
+    full = ctx.is_full(state)
+    watermark = Watermark(
+        created, None if full else state.get("cursor"), ctx.started_at, ctx.client.clock
+    )
+    found: dict[str, Mapping[str, Any]] = {}
+    gone: list[str] = []
+    try:
+        if full:
+            listings = [ctx.shared_listing(parent.path, parent.params)]
+        else:
+            since = watermark.since(None)
+            newer = {f"{created.param}[gte]": since.isoformat()} if since else {}
+            listings = [
+                ctx.shared_listing(
+                    parent.path, {**parent.params, open_set.param: sorted(open_set.statuses)}
+                ),
+                ctx.shared_listing(parent.path, {**parent.params, **newer}),
+            ]
+        for pages in listings:
+            for page in pages:
+                found.update((obj["id"], obj) for obj in page)
+        for page in listings[-1]:
+            watermark.observe(page)
+        if not full:
+            left = sorted(set(state.get("open_ids", ())) - set(found))
+            for page in fetch_by_id(ctx, open_set.retrieve_path, left):
+                found.update((obj["id"], obj) for obj in page)
+            gone = [parent_id for parent_id in left if parent_id not in found]
+        yield from _children(ctx, endpoint, sorted(found))
+    except (OrbNotFound, OrbForbidden) as exc:
+        if endpoint.feature is None:
+            raise
+        _skipped(endpoint, exc)
+        return
+    state["cursor"] = watermark.value
+    state["open_ids"] = sorted(
+        parent_id
+        for parent_id, obj in found.items()
+        if obj.get(open_set.status_field) in open_set.statuses
+    )
+    if full:
+        state["last_full_sync"] = ctx.started_at.isoformat()
+        ctx.record_listing(endpoint.table)
+    else:
+        read = sorted([*found, *gone])
+        ctx.record_listing(endpoint.table, {"column": parent.param, "values": read})
+
+
+def _children(ctx: SyncContext, endpoint: Endpoint, parents: Iterable[str]) -> Listed:
+    """The objects listed under each parent, as rows that name the parent (`Parent.rows`)."""
+    parent = _required(endpoint.parent, endpoint)
+
+    def with_parent(obj: Mapping[str, Any], parent_id: str) -> dict[str, Any]:
+        return {**obj, parent.param: obj.get(parent.param) or parent_id}
+
+    row = parent.rows or with_parent
+    for parent_id, rows in fan_out(ctx, endpoint, parents, _all_rows(ctx), parent.param):
+        if rows:
+            yield None, [row(obj, parent_id) for obj in rows]
 
 
 def read_customers_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
@@ -526,6 +644,8 @@ READERS: Mapping[tuple[Scope, Sync], Reader] = {
     (Scope.CUSTOMER, Sync.REFRESH): read_customers_refresh,
     (Scope.CUSTOMER, Sync.WATERMARK): read_customers_watermark,
     (Scope.CUSTOMER, Sync.ON_ACTIVITY): read_customers_on_activity,
+    (Scope.PARENT, Sync.REFRESH): read_parents_refresh,
+    (Scope.PARENT, Sync.OPEN_PARENTS): read_open_parents,
 }
 """The reader of each strategy the catalog declares (`catalog.STRATEGIES`)."""
 

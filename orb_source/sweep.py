@@ -45,6 +45,15 @@ CUSTOMER_CHILDREN: tuple[str, ...] = tuple(
 costs carry its customer's id)."""
 
 
+PARENT_CHILDREN: tuple[tuple[str, str, str], ...] = tuple(
+    (endpoint.table, endpoint.parent.table, endpoint.parent.param)
+    for endpoint in CATALOG
+    if endpoint.parent
+)
+"""Tables listed per parent, with the parents' table and link: their rows follow a deleted
+parent (the schedule of a subscription deleted with its customer)."""
+
+
 class Rules(Protocol):
     """One kind of destination's statements for the deletion rules (`apply`)."""
 
@@ -72,6 +81,8 @@ def apply(rules: Rules, listings: Listings, pruned: Iterable[tuple[str, str]]) -
         rules.mark_dropped_children(child, parent, link)
     for table in CUSTOMER_CHILDREN:
         rules.follow_parent(table, "customers", "customer_id")
+    for table, parent, link in PARENT_CHILDREN:
+        rules.follow_parent(table, parent, link)
     for child, (parent, link) in CHILD_TABLES.items():
         rules.follow_parent(child, parent, link)
     for table, root in pruned:

@@ -76,6 +76,25 @@ def window_key(timestamp: str) -> str:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(UTC).isoformat()
 
 
+def schedule_row(entry: Mapping[str, Any], subscription_id: str) -> Row:
+    """One entry of a subscription's plan schedule: it has no id, so its key is the
+    subscription and the moment the plan starts."""
+    return {
+        "id": f"{subscription_id}/{window_key(entry['start_date'])}",
+        "subscription_id": subscription_id,
+        **entry,
+    }
+
+
+def coupon_subscription_row(subscription: Mapping[str, Any], coupon_id: str) -> Row:
+    """A coupon's redemption by a subscription: the two ids (`subscriptions` holds the rest)."""
+    return {
+        "id": f"{coupon_id}/{subscription['id']}",
+        "coupon_id": coupon_id,
+        "subscription_id": subscription["id"],
+    }
+
+
 def usage_rows(data: Iterable[Mapping[str, Any]], of: Mapping[str, Any]) -> list[Row]:
     """One row per billable metric (and group), per window of a subscription's usage."""
     rows: list[Row] = []

@@ -22,6 +22,7 @@ from orb.types.customers.credit_list_response import CreditListResponse
 from orb.types.customers.credits.ledger_list_response import LedgerListResponse
 from orb.types.customers.credits.top_up_list_response import TopUpListResponse
 from orb.types.events.backfill_list_response import BackfillListResponse
+from orb.types.plans.migration_list_response import MigrationListResponse
 from orb.types.shared.credit_note import CreditNote
 from orb.types.shared.invoice import Invoice, LineItem
 from orb.types.shared.price import Price
@@ -52,8 +53,14 @@ MODELS: dict[str, Any] = {
     "license_types": orb_types.LicenseTypeListResponse,
     "webhook_endpoints": orb_types.WebhookEndpoint,
     "event_backfills": BackfillListResponse,
+    "subscription_changes": orb_types.SubscriptionChangeListResponse,
+    "plan_migrations": MigrationListResponse,
+    "subscription_schedules": orb_types.SubscriptionFetchScheduleResponse,
+    "licenses": orb_types.LicenseListResponse,
+    "dimensional_price_group_prices": Price,
 }
-"""The SDK model of each table's objects."""
+"""The SDK model of each table's objects. `coupon_subscriptions` has none: its rows are two
+ids, not the Subscription objects `GET /coupons/{id}/subscriptions` lists."""
 
 MONEY_STRINGS = frozenset(
     [

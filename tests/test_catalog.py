@@ -16,7 +16,9 @@ from orb_source.catalog import (
     Cursor,
     Endpoint,
     InState,
+    ListedBy,
     OpenSet,
+    Parent,
     Refetch,
     Scope,
     Sync,
@@ -27,6 +29,8 @@ from orb_source.source import READERS
 CREATED = Cursor("created_at", "created_at")
 OPEN_SET = OpenSet("status", ("active",), ("ended",), "status[]", "/things/{id}")
 ACTIVITY = Activity("/feed", CREATED, InState("status", ("open",)), "/things/{id}")
+PARENT = Parent("parents", "/parents", "parent_id")
+OPEN_PARENT = Parent("parents", "/parents", "parent_id", open_set=OPEN_SET, created=CREATED)
 
 
 def test_every_declared_strategy_has_a_reader_and_every_reader_a_declaration() -> None:
@@ -69,6 +73,21 @@ def test_every_declared_strategy_has_a_reader_and_every_reader_a_declaration() -
                 "cursor": Cursor("created_at", "created_at", open_while=InState("s", ("open",))),
             },
             "open_while is read per customer only",
+        ),
+        ({"sync": Sync.REFRESH, "scope": Scope.PARENT}, "refresh needs ['parent']"),
+        ({"sync": Sync.REFRESH, "parent": PARENT}, "does not read ['parent']"),
+        (
+            {"sync": Sync.REFRESH, "scope": Scope.PARENT, "parent": OPEN_PARENT},
+            "read by open_parents only",
+        ),
+        (
+            {"sync": Sync.OPEN_PARENTS, "scope": Scope.PARENT, "parent": PARENT},
+            "read by open_parents only, which needs both",
+        ),
+        ({"sync": Sync.OPEN_PARENTS, "parent": OPEN_PARENT}, "no strategy reads account"),
+        (
+            {"sync": Sync.REFRESH, "scope": Scope.CUSTOMER, "listed_by": ListedBy("s", ("a",))},
+            "does not read ['listed_by']",
         ),
     ],
 )

@@ -18,6 +18,17 @@ from tests.conftest import restore_first_load
 from tests.warehouse import assert_mirror, fetch_table, query, reading
 
 VOLATILE = {"synced_at", "_dlt_load_id", "_dlt_id"}
+LISTED_UNDER = (
+    "subscription_changes",
+    "plan_migrations",
+    "subscription_schedules",
+    "licenses",
+    "coupon_subscriptions",
+    "dimensional_price_group_prices",
+)
+"""Tables listed per status or per parent: each day changes the first four (a new
+subscription's coupon, a deleted customer's, changes the fifth), and the run after it must
+catch it."""
 
 
 def table_contents(pipeline: dlt.Pipeline) -> dict[str, dict[str, dict[str, Any]]]:
@@ -37,12 +48,18 @@ def test_three_days_of_changes_then_a_quiet_run(
     assert_mirror(loaded, account)
     rng = random.Random(2026)
 
+    changed_any: set[str] = set()
     for _ in range(3):
+        before = {table: account.objects(table) for table in LISTED_UNDER}
         with account.lock:
             changes = simulate_day(account, rng)
         assert len(changes) >= 15
+        changed = {table for table in LISTED_UNDER if account.objects(table) != before[table]}
+        assert changed >= set(LISTED_UNDER[:4]), changed
+        changed_any |= changed
         run_pipeline(pipeline=loaded)
         assert_mirror(loaded, account)
+    assert "coupon_subscriptions" in changed_any
 
     for table in ("customers", "invoices", "invoice_line_items", "top_ups", "alerts"):
         deleted = {i for i, row in fetch_table(loaded, table).items() if row["deleted_at"]}

@@ -34,15 +34,19 @@ from orb.types import (
     Customer,
     DimensionalPriceGroup,
     Item,
+    LicenseListResponse,
     LicenseTypeListResponse,
     Plan,
     Subscription,
+    SubscriptionChangeListResponse,
+    SubscriptionFetchScheduleResponse,
     WebhookEndpoint,
 )
 from orb.types.customers import BalanceTransactionListResponse, CreditListResponse
 from orb.types.customers.credits import LedgerListResponse, TopUpListResponse
 from orb.types.events import BackfillListResponse, EventVolumes
 from orb.types.events.event_volumes import Data as EventVolume
+from orb.types.plans import MigrationListResponse
 from orb.types.shared import CreditNote, Invoice, Price
 from orb.types.subscription_fetch_costs_response import SubscriptionFetchCostsResponse
 from orb.types.subscription_usage import GroupedSubscriptionUsage, UngroupedSubscriptionUsage
@@ -221,7 +225,38 @@ def served(account: Account) -> Shapes:
                         shapes.check("credit_blocks/{id}", CreditBlockRetrieveResponse, block)
             for text in walk(client, "/alerts", customer_id=customer.id):
                 shapes.check("alerts", Alert, text)
+        listed_under(client, shapes)
     return shapes
+
+
+SUBSCRIPTIONS: tuple[str, dict[str, str]] = ("/subscriptions", {})
+PRICE_GROUPS: tuple[str, dict[str, str]] = ("/dimensional_price_groups", {})
+
+
+def listed_under(client: httpx.Client, shapes: Shapes) -> None:
+    """The lists the source reads per status or per parent object."""
+    for status in ("pending", "applied", "cancelled"):
+        for text in walk(client, "/subscription_changes", status=status):
+            change = shapes.check("subscription_changes", SubscriptionChangeListResponse, text)
+            assert change.status == status
+    for path, model, params, parents in (
+        ("/plans/{}/migrations", MigrationListResponse, {}, ("/plans", {})),
+        ("/subscriptions/{}/schedule", SubscriptionFetchScheduleResponse, {}, SUBSCRIPTIONS),
+        ("/licenses", LicenseListResponse, {}, SUBSCRIPTIONS),
+        ("/coupons/{}/subscriptions", Subscription, {}, ("/coupons", {"show_archived": "true"})),
+        ("/dimensional_price_groups/{}/prices", Price, {"status": "all"}, PRICE_GROUPS),
+    ):
+        parent_path, parent_params = parents
+        ids = [json.loads(t)["id"] for t in walk(client, parent_path, **parent_params)]
+        assert ids, path
+        name = path.replace("/{}", "").strip("/")
+        for parent_id in ids:
+            if path == "/licenses":
+                texts = walk(client, path, subscription_id=parent_id)
+            else:
+                texts = walk(client, path.format(parent_id), **params)
+            for text in texts:
+                shapes.check(name, model, text)
 
 
 @pytest.fixture(scope="module")
@@ -256,8 +291,28 @@ def test_every_served_object_validates_against_the_sdk(demo_shapes: Shapes) -> N
         "credits/top_ups",
         "balance_transactions",
         "alerts",
+        "subscription_changes",
+        "plans/migrations",
+        "subscriptions/schedule",
+        "licenses",
+        "coupons/subscriptions",
+        "dimensional_price_groups/prices",
     }
     assert sorted(demo_shapes.undeclared) == []
+
+
+def test_the_lists_read_per_status_and_per_parent_have_every_state(demo_shapes: Shapes) -> None:
+    """Subscription changes in each status, migrations in each status and with each kind of
+    effective time, active and inactive licenses, a schedule entry of a plan change."""
+    values = demo_shapes.values
+    assert values["subscription_changes.status"] == literals(
+        SubscriptionChangeListResponse, "status"
+    )
+    assert values["plans/migrations.status"] == literals(MigrationListResponse, "status")
+    assert values["licenses.status"] == {"active", "inactive"}
+    assert demo_shapes.objects["coupons/subscriptions"] >= 2
+    assert demo_shapes.objects["dimensional_price_groups/prices"] >= 2
+    assert demo_shapes.objects["subscriptions/schedule"] > demo_shapes.objects["subscriptions"]
 
 
 def test_every_declared_field_is_sent(demo_shapes: Shapes) -> None:

@@ -54,6 +54,9 @@ TABLES: Mapping[str, Mapping[str, str]] = {
     "credit_blocks": {"customer_id": "text"},
     "top_ups": {"customer_id": "text"},
     "customer_balance_transactions": {"customer_id": "text"},
+    "subscription_schedules": {"subscription_id": "text"},
+    "licenses": {"subscription_id": "text"},
+    "plan_migrations": {"plan_id": "text"},
 }
 """The source's tables, with the columns the rules read."""
 
@@ -455,6 +458,54 @@ def test_rows_of_a_deleted_customer_follow_it_in_every_linked_table(
         "customers": {"cus_gone": RUN2},
         **{table: {f"{table[:2]}_of_gone": RUN2} for table in CUSTOMER_LINKED},
         "invoice_line_items": {"li_of_gone": RUN2},
+    }
+
+
+def test_rows_listed_per_subscription_follow_it_and_their_partial_listing(
+    sql: DuckDbSqlClient, schema: Schema
+) -> None:
+    """A subscription deleted with its customer takes its schedule and licenses with it in
+    the same sweep, though their listing did not read it (it had ended); a subscription
+    read again loses the entry it no longer lists (a cancelled plan change); those not
+    read again keep theirs. A plan gone from the plans' listing takes its migrations."""
+    insert(sql, "customers", row("cus_gone", RUN1), row("cus_live", RUN2, load_id=LOAD2))
+    insert(
+        sql,
+        "subscriptions",
+        row("sub_ended_of_gone", RUN1, customer_id="cus_gone"),
+        row("sub_read", RUN2, load_id=LOAD2, customer_id="cus_live"),
+        row("sub_not_read", RUN1, customer_id="cus_live"),
+    )
+    insert(
+        sql,
+        "subscription_schedules",
+        row("sub_ended_of_gone/1", RUN1, subscription_id="sub_ended_of_gone"),
+        row("sub_read/1", RUN2, load_id=LOAD2, subscription_id="sub_read"),
+        row("sub_read/2", RUN1, subscription_id="sub_read"),
+        row("sub_not_read/1", RUN1, subscription_id="sub_not_read"),
+    )
+    insert(sql, "licenses", row("lic_1", RUN1, subscription_id="sub_ended_of_gone"))
+    insert(sql, "plans", row("plan_gone", RUN1), row("plan_live", RUN2, load_id=LOAD2))
+    insert(
+        sql,
+        "plan_migrations",
+        row("mig_gone", RUN1, plan_id="plan_gone"),
+        row("mig_live", RUN2, load_id=LOAD2, plan_id="plan_live"),
+    )
+    listings = {
+        "customers": complete(RUN2),
+        "plans": complete(RUN2),
+        "subscription_schedules": partial(RUN2, "subscription_id", ["sub_read"]),
+        "licenses": partial(RUN2, "subscription_id", ["sub_read"]),
+    }
+    swept = sweep(sql, listings, schema)
+    assert swept.marked == {
+        "customers": {"cus_gone": RUN2},
+        "subscriptions": {"sub_ended_of_gone": RUN2},
+        "subscription_schedules": {"sub_ended_of_gone/1": RUN2, "sub_read/2": RUN2},
+        "licenses": {"lic_1": RUN2},
+        "plans": {"plan_gone": RUN2},
+        "plan_migrations": {"mig_gone": RUN2},
     }
 
 

@@ -7,7 +7,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +29,14 @@ TOP_LEVEL = (
     "license_types",
     "webhook_endpoints",
     "event_backfills",
+    "subscription_changes",
 )
+PER_PARENT = ("plan_migrations", "licenses", "dimensional_price_group_prices", "scheduled_plans")
+"""Objects Orb lists under another object, by the parent's id: a plan's migrations, a
+subscription's licenses, a price group's prices, a subscription's scheduled plan changes."""
+DERIVED = ("subscription_schedules", "coupon_subscriptions")
+"""Tables the API derives from other objects: a subscription's plan schedule (its plan,
+then its scheduled changes) and the subscriptions that redeemed each coupon."""
 PER_CUSTOMER = (
     "credit_ledger_entries",
     "credit_blocks",
@@ -148,6 +155,16 @@ class UsageLog:
         self.version += 1
 
 
+def utc(moment: datetime) -> str:
+    """A moment as one spelling: UTC, ISO 8601."""
+    return moment.astimezone(UTC).isoformat()
+
+
+def plan_ref(plan: Mapping[str, Any]) -> Obj:
+    """The {id, external_plan_id, name} reference a plan schedule embeds."""
+    return {"id": plan["id"], "external_plan_id": plan["external_plan_id"], "name": plan["name"]}
+
+
 def wire(value: object) -> Any:
     """Round-trip through the wire so callers see what a client parses (floats as Decimal)."""
     return json.loads(dumps(value), parse_float=Decimal)
@@ -175,6 +192,11 @@ class Account:
     license_types: dict[str, Obj] = field(default_factory=dict)
     webhook_endpoints: dict[str, Obj] = field(default_factory=dict)
     event_backfills: dict[str, Obj] = field(default_factory=dict)
+    subscription_changes: dict[str, Obj] = field(default_factory=dict)
+    under: dict[str, dict[str, dict[str, Obj]]] = field(
+        default_factory=lambda: {table: {} for table in PER_PARENT}
+    )
+    """Per-parent objects (`PER_PARENT`): table -> parent id -> object id -> object."""
     owned: dict[str, dict[str, dict[str, Obj]]] = field(
         default_factory=lambda: {table: {} for table in PER_CUSTOMER}
     )
@@ -203,6 +225,39 @@ class Account:
     def of_customer(self, name: str, customer_id: str) -> dict[str, Obj]:
         """The live dict of one customer's objects in a per-customer table."""
         return self.owned[name].setdefault(customer_id, {})
+
+    def of_parent(self, name: str, parent_id: str) -> dict[str, Obj]:
+        """The live dict of one parent's objects in a per-parent table (`PER_PARENT`)."""
+        return self.under[name].setdefault(parent_id, {})
+
+    def schedule(self, sub: Obj) -> list[Obj]:
+        """A subscription's plan schedule, as `GET /subscriptions/{id}/schedule` lists it: its
+        plan from its start, then each scheduled plan change, each until the next one."""
+        changes = sorted(
+            self.of_parent("scheduled_plans", sub["id"]).values(), key=lambda c: c["start_date"]
+        )
+        starts = [change["start_date"] for change in changes]
+        entries = [
+            {
+                "created_at": sub["created_at"],
+                "start_date": sub["start_date"],
+                "plan": plan_ref(sub["plan"]),
+            }
+        ]
+        entries += [
+            {"created_at": c["created_at"], "start_date": c["start_date"], "plan": c["plan"]}
+            for c in changes
+        ]
+        ends = [*starts, sub["end_date"]]
+        return [{**entry, "end_date": end} for entry, end in zip(entries, ends, strict=True)]
+
+    def coupon_subscriptions(self, coupon_id: str) -> list[Obj]:
+        """The subscriptions that redeemed a coupon (`GET /coupons/{id}/subscriptions`)."""
+        return [
+            sub
+            for sub in self.subscriptions.values()
+            if (sub["redeemed_coupon"] or {}).get("coupon_id") == coupon_id
+        ]
 
     def add(self, name: str, obj: Obj, customer_id: str | None = None) -> Obj:
         """Insert an object; per-customer tables need the owning customer id."""
@@ -282,6 +337,39 @@ class Account:
             return set(self.removed.get(table, ()))
 
     def _rows(self, table: str) -> list[Obj]:
+        if table in PER_PARENT or table in DERIVED:
+            return self._parent_rows(table)
+        return self._own_rows(table)
+
+    def _parent_rows(self, table: str) -> list[Obj]:
+        """Per-parent and derived tables, as the source's rows hold them: only those of
+        live parents, and keyed as the source keys them where Orb gives no id."""
+        if table == "subscription_schedules":
+            return [
+                {"id": f"{sid}/{utc(entry['start_date'])}", "subscription_id": sid, **entry}
+                for sid, sub in self.subscriptions.items()
+                for entry in self.schedule(sub)
+            ]
+        if table == "coupon_subscriptions":
+            return [
+                {"id": f"{cid}/{sub['id']}", "coupon_id": cid, "subscription_id": sub["id"]}
+                for cid in self.coupons
+                for sub in self.coupon_subscriptions(cid)
+            ]
+        parents: Mapping[str, Any] = {
+            "plan_migrations": self.plans,
+            "licenses": self.subscriptions,
+            "dimensional_price_group_prices": self.dimensional_price_groups,
+        }[table]
+        extra = table == "dimensional_price_group_prices"
+        return [
+            {**obj, "dimensional_price_group_id": parent_id} if extra else obj
+            for parent_id, objs in self.under[table].items()
+            if parent_id in parents
+            for obj in objs.values()
+        ]
+
+    def _own_rows(self, table: str) -> list[Obj]:
         if table == "invoice_line_items":
             return [
                 {**line, "invoice_id": inv["id"]}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from orb_source.sandbox import usage
-from orb_source.sandbox.account import Account, Obj, dumps
+from orb_source.sandbox.account import Account, Obj, dumps, utc
 
 ERROR_TYPE = "https://docs.withorb.com/reference/error-responses#"
 MAX_LIMIT = 100
@@ -28,6 +28,7 @@ LEDGER_TYPES = (
     "void_initiated",
     "amendment",
 )
+SUBSCRIPTION_CHANGE_STATUSES = ("pending", "applied", "cancelled")
 BACKFILL_STATUSES = ("pending", "reflected", "pending_revert", "reverted")
 RANGE_OPS = ("gt", "gte", "lt", "lte")
 VIEW_MODES = ("periodic", "cumulative")
@@ -439,6 +440,78 @@ def list_backfills(call: Call) -> Obj:
     return call.page("event_backfills", call.account.event_backfills.values, created, None, keep)
 
 
+def list_subscription_changes(call: Call) -> Obj:
+    status = option(call.query, "status", SUBSCRIPTION_CHANGE_STATUSES, None)
+    customer_id = one(call.query, "customer_id")
+    external = one(call.query, "external_customer_id")
+    account = call.account
+
+    def keep(change: Obj) -> bool:
+        if status is not None and change["status"] != status:
+            return False
+        if customer_id is None and external is None:
+            return True
+        sub = account.subscriptions.get(change["subscription_id"] or "")
+        customer = sub["customer"] if sub else {}
+        return (customer_id is None or customer.get("id") == customer_id) and (
+            external is None or customer.get("external_customer_id") == external
+        )
+
+    source = account.subscription_changes.values
+    return call.page("subscription_changes", source, call.api.born, None, keep)
+
+
+def list_plan_migrations(call: Call) -> Obj:
+    plan_id = found(call.account.plans, call.ids[0], "Plan")["id"]
+    source = call.account.of_parent("plan_migrations", plan_id).values
+    return call.page("plan_migrations", source, call.api.born)
+
+
+def get_subscription_schedule(call: Call) -> Obj:
+    sub = found(call.account.subscriptions, call.ids[0], "Subscription")
+    entries = {utc(entry["start_date"]): entry for entry in call.account.schedule(sub)}
+
+    def start(entry: Obj) -> datetime:
+        return entry["start_date"]  # type: ignore[no-any-return]
+
+    return call.page("schedule", lambda: entries.values(), start, "start_date")
+
+
+def list_licenses(call: Call) -> Obj:
+    subscription_id = one(call.query, "subscription_id")
+    if subscription_id is None:
+        raise invalid("subscription_id: field required")
+    found(call.account.subscriptions, subscription_id, "Subscription")
+    status = option(call.query, "status", ("active", "inactive"), None)
+    type_id = one(call.query, "license_type_id")
+    external = one(call.query, "external_license_id")
+
+    def keep(license: Obj) -> bool:
+        return (
+            (status is None or license["status"] == status)
+            and (type_id is None or license["license_type_id"] == type_id)
+            and (external is None or license["external_license_id"] == external)
+        )
+
+    scoped = Call(call.api, call.query, (subscription_id,), call.repeat_cursor)
+    source = call.account.of_parent("licenses", subscription_id).values
+    return scoped.page("licenses", source, call.api.born, None, keep)
+
+
+def list_coupon_subscriptions(call: Call) -> Obj:
+    coupon_id = found(call.account.coupons, call.ids[0], "Coupon")["id"]
+    return call.page(
+        "coupon_subscriptions", lambda: call.account.coupon_subscriptions(coupon_id), created
+    )
+
+
+def list_group_prices(call: Call) -> Obj:
+    group = found(call.account.dimensional_price_groups, call.ids[0], "Price group")
+    option(call.query, "status", ("active", "archived", "all"), "active")
+    source = call.account.of_parent("dimensional_price_group_prices", group["id"]).values
+    return call.page("dimensional_price_group_prices", source, created)
+
+
 def option(query: Query, key: str, allowed: tuple[str, ...], default: str | None) -> str | None:
     """A single-valued parameter that must be one of `allowed`."""
     value = one(query, key)
@@ -577,6 +650,12 @@ ROUTES: tuple[tuple[str, Handler], ...] = (
     ("/events/backfills", list_backfills),
     ("/events/backfills/{id}", getter("event_backfills", "Backfill")),
     ("/events/volume", list_event_volume),
+    ("/subscription_changes", list_subscription_changes),
+    ("/plans/{id}/migrations", list_plan_migrations),
+    ("/subscriptions/{id}/schedule", get_subscription_schedule),
+    ("/licenses", list_licenses),
+    ("/coupons/{id}/subscriptions", list_coupon_subscriptions),
+    ("/dimensional_price_groups/{id}/prices", list_group_prices),
 )
 PATTERNS = tuple(
     (
@@ -620,7 +699,9 @@ class Api:
         cached = self._orders.get((name, scope))
         if cached is not None and cached.revision == self.account.revision:
             return cached
-        pairs = sorted((((key(obj), obj["id"]), obj) for obj in source()), key=lambda pair: pair[0])
+        pairs = sorted(
+            (((key(obj), obj.get("id", "")), obj) for obj in source()), key=lambda pair: pair[0]
+        )
         keys = [pair[0] for pair in pairs]
         order = Order(
             self.account.revision, keys, [k[0] for k in keys], [pair[1] for pair in pairs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import string
 from datetime import UTC, datetime, timedelta
@@ -1723,4 +1724,153 @@ def generate_account(
                 else builder.between(history, clock - 2 * DAY)
             )
     builder.features(origin)
+    listed_under(account)
     return account
+
+
+def extras_rng(account: Account, salt: str) -> random.Random:
+    """An rng of its own for the objects made after the rest of the account (and for the day's
+    changes to them), seeded from stable ids: drawing from the builder's would change
+    everything generated after."""
+    return random.Random(f"{salt}:{':'.join(sorted(account.plans))}")
+
+
+def rng_id(rng: random.Random) -> str:
+    return "".join(rng.choices(ALPHABET, k=22))
+
+
+def open_subscriptions(account: Account) -> list[Obj]:
+    """Active subscriptions, in a stable order."""
+    return sorted(
+        (s for s in account.subscriptions.values() if s["status"] == "active"),
+        key=lambda s: s["id"],
+    )
+
+
+def subscription_change(rng: random.Random, account: Account, sub: Obj, status: str) -> Obj:
+    """A subscription change in `status`, made a day or two before now."""
+    made = account.now - timedelta(days=1 + len(account.subscription_changes) % 5)
+    change: Obj = {
+        "id": rng_id(rng),
+        "expiration_time": made + 2 * DAY,
+        "status": status,
+        "subscription_id": sub["id"],
+        "applied_at": made + HOUR if status == "applied" else None,
+        "cancelled_at": made + HOUR if status == "cancelled" else None,
+    }
+    account.born[change["id"]] = made
+    return account.add("subscription_changes", change)
+
+
+def migration(
+    rng: random.Random, account: Account, plan: Obj, status: str, effective: object
+) -> Obj:
+    """A migration of a plan's subscriptions to its new version."""
+    obj: Obj = {
+        "id": rng_id(rng),
+        "effective_time": effective,
+        "plan_id": plan["id"],
+        "status": status,
+    }
+    account.born[obj["id"]] = account.now - timedelta(days=len(account.under["plan_migrations"]))
+    account.of_parent("plan_migrations", plan["id"])[obj["id"]] = obj
+    return obj
+
+
+def license_for(rng: random.Random, account: Account, sub: Obj, type_id: str, index: int) -> Obj:
+    obj: Obj = {
+        "id": rng_id(rng),
+        "end_date": None,
+        "external_license_id": f"user-{sub['id'][:6]}-{index}",
+        "license_type_id": type_id,
+        "start_date": max(sub["start_date"], account.now - 20 * DAY + index * HOUR),
+        "status": "active",
+        "subscription_id": sub["id"],
+    }
+    account.born[obj["id"]] = obj["start_date"]
+    account.of_parent("licenses", sub["id"])[obj["id"]] = obj
+    return obj
+
+
+def schedule_plan_change(account: Account, sub: Obj) -> Obj | None:
+    """A plan change scheduled for the start of next month, to another plan of its currency."""
+    plans = sorted(
+        (
+            p
+            for p in account.plans.values()
+            if p["status"] == "active"
+            and p["currency"] == sub["plan"]["currency"]
+            and p["id"] != sub["plan"]["id"]
+        ),
+        key=lambda p: p["id"],
+    )
+    start = month_start(month_start(account.now) + 32 * DAY)
+    if not plans or (sub["end_date"] is not None and sub["end_date"] <= start):
+        return None
+    plan = plans[len(sub["id"]) % len(plans)]
+    change: Obj = {
+        "created_at": account.now,
+        "start_date": start,
+        "plan": {
+            "id": plan["id"],
+            "external_plan_id": plan["external_plan_id"],
+            "name": plan["name"],
+        },
+    }
+    account.of_parent("scheduled_plans", sub["id"])[start.isoformat()] = change
+    return change
+
+
+def listed_under(account: Account) -> None:
+    """Subscription changes in every status, plan migrations, licenses, scheduled plan changes
+    and the prices of each dimensional price group: made last, from an rng of their own, so
+    the rest of the account is the same as without them."""
+    rng = extras_rng(account, "listed-under")
+    subs = open_subscriptions(account)
+    for index, status in enumerate(
+        ("pending", "pending", "applied", "applied", "cancelled", "cancelled")
+    ):
+        if subs:
+            subscription_change(rng, account, subs[index % len(subs)], status)
+    plans = sorted(
+        (p for p in account.plans.values() if p["status"] != "draft"), key=lambda p: p["created_at"]
+    )
+    efforts: tuple[tuple[str, object], ...] = (
+        ("completed", month_start(account.now) - 60 * DAY),
+        ("canceled", "end_of_term"),
+        ("in_progress", (month_start(account.now) + 32 * DAY).date()),
+        ("not_started", "end_of_invoice"),
+        ("action_needed", month_start(account.now)),
+    )
+    for index, (status, effective) in enumerate(efforts):
+        if plans:
+            migration(rng, account, plans[index % 3 % len(plans)], status, effective)
+    type_ids = sorted(account.license_types)
+    for index, sub in enumerate(subs[:4] if type_ids else []):
+        for seat in range(2):
+            license_for(rng, account, sub, type_ids[0], seat)
+        if index == 0:
+            inactive = license_for(rng, account, sub, type_ids[0], 2)
+            inactive.update(status="inactive", end_date=account.now - 2 * DAY)
+    for sub in subs[-3:]:
+        schedule_plan_change(account, sub)
+    unit = sorted(
+        (p for p in account.prices.values() if p["model_type"] == "unit"), key=lambda p: p["id"]
+    )
+    for group in sorted(account.dimensional_price_groups.values(), key=lambda g: g["id"]):
+        for index, base in enumerate(unit[:2]):
+            price = copy.deepcopy(base)
+            price.update(
+                id=rng_id(rng),
+                name=f"{base['name']} ({group['name']} {index + 1})",
+                external_price_id=None,
+                dimensional_price_configuration={
+                    "dimension_values": [["us-east-1", "eu-west-1"][index], "standard"][
+                        : len(group["dimensions"])
+                    ],
+                    "dimensional_price_group_id": group["id"],
+                },
+            )
+            account.of_parent("dimensional_price_group_prices", group["id"])[price["id"]] = price
+        group["price_count"] = len(account.of_parent("dimensional_price_group_prices", group["id"]))
+    account.touch()

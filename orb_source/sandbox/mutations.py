@@ -21,8 +21,13 @@ from orb_source.sandbox.generator import (
     add_months,
     current_period,
     enrich,
+    extras_rng,
+    migration,
     month_start,
+    open_subscriptions,
+    schedule_plan_change,
     set_period,
+    subscription_change,
     void_credit_note,
 )
 from orb_source.sandbox.prices import PRICE_MODELS
@@ -409,6 +414,72 @@ def _features(b: Builder) -> list[str]:
     return changes
 
 
+def _listed_under(b: Builder) -> list[str]:
+    """A pending subscription change applied, another cancelled and a new one pending; a
+    license deactivated; a scheduled plan change cancelled and another scheduled; a plan
+    migration moved on a step and a new one started. Ids come from an rng of the day's own:
+    the builder's draws stay what they were."""
+    account, now = b.account, b.now
+    rng = extras_rng(account, f"day:{now.isoformat()}")
+    changes = []
+    pending = sorted(
+        (c for c in account.subscription_changes.values() if c["status"] == "pending"),
+        key=lambda c: c["id"],
+    )
+    for change, status in zip(pending, ("applied", "cancelled"), strict=False):
+        change.update(status=status, **{f"{status}_at": now})
+        changes.append(f"subscription change {change['id']} {status}")
+    subs = [s for s in open_subscriptions(account) if s["id"] in account.subscriptions]
+    if subs:
+        sub = subs[len(account.subscription_changes) % len(subs)]
+        change = subscription_change(rng, account, sub, "pending")
+        changes.append(f"subscription change {change['id']} pending")
+    licenses = sorted(
+        (
+            lic
+            for sid, objs in account.under["licenses"].items()
+            if sid in account.subscriptions
+            for lic in objs.values()
+            if lic["status"] == "active"
+        ),
+        key=lambda lic: lic["id"],
+    )
+    if licenses:
+        licenses[0].update(status="inactive", end_date=now)
+        changes.append(f"license {licenses[0]['id']} deactivated")
+    scheduled = sorted(
+        (sid, start)
+        for sid, plans in account.under["scheduled_plans"].items()
+        if sid in account.subscriptions
+        for start in plans
+    )
+    if scheduled:
+        sid, start = scheduled[0]
+        del account.of_parent("scheduled_plans", sid)[start]
+        changes.append(f"scheduled plan change of {sid} cancelled")
+    waiting = [s for s in subs if not account.of_parent("scheduled_plans", s["id"])]
+    if waiting and schedule_plan_change(account, waiting[len(scheduled) % len(waiting)]):
+        changes.append(f"plan change of {waiting[len(scheduled) % len(waiting)]['id']} scheduled")
+    migrations = sorted(
+        (m for objs in account.under["plan_migrations"].values() for m in objs.values()),
+        key=lambda m: m["id"],
+    )
+    steps = {"not_started": "in_progress", "in_progress": "completed"}
+    moving = next((m for m in migrations if m["status"] in steps), None)
+    if moving is not None:
+        moving["status"] = steps[moving["status"]]
+        changes.append(f"plan migration {moving['id']} {moving['status']}")
+    plans = sorted(
+        (p for p in account.plans.values() if p["status"] == "active"), key=lambda p: p["id"]
+    )
+    if plans:
+        plan = plans[len(migrations) % len(plans)]
+        started = migration(rng, account, plan, "not_started", "end_of_term")
+        changes.append(f"plan migration {started['id']} of {plan['id']} not started")
+    account.touch()
+    return changes
+
+
 STEPS: tuple[Callable[[Builder], list[str]], ...] = (
     _delete_customer,
     _new_customers,
@@ -429,6 +500,7 @@ STEPS: tuple[Callable[[Builder], list[str]], ...] = (
     _coupon,
     _alert,
     _features,
+    _listed_under,
 )
 
 
