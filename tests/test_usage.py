@@ -67,7 +67,8 @@ def test_usage_costs_and_volume_follow_restated_days_and_subscription_changes(
     assert requests["/subscriptions/{id}/costs"] == len(alive_since(horizon - timedelta(days=32)))
     earliest = min(b["timeframe_start"] for b in backfills)
     hours = (account.now - earliest) // timedelta(hours=1)
-    assert requests["/events/volume"] == -(-hours // 100), "from where the backfill began"
+    # a page of hours per request, from where the backfill began to a moment past the last hour
+    assert -(-hours // 100) <= requests["/events/volume"] <= -(-hours // 100) + 1
     # Days before the window were not read again where no backfill reached: their rows are
     # still the first load's.
     old = [

@@ -193,6 +193,8 @@ class Account:
     webhook_endpoints: dict[str, Obj] = field(default_factory=dict)
     event_backfills: dict[str, Obj] = field(default_factory=dict)
     subscription_changes: dict[str, Obj] = field(default_factory=dict)
+    served: dict[str, set[str]] = field(default_factory=dict)
+    """Ids of per-parent and derived tables served so far (`gone`)."""
     under: dict[str, dict[str, dict[str, Obj]]] = field(
         default_factory=lambda: {table: {} for table in PER_PARENT}
     )
@@ -332,9 +334,19 @@ class Account:
         return {row["id"]: row for row in parsed}
 
     def gone(self, table: str) -> set[str]:
-        """Ids once served by the API that it no longer serves."""
+        """Ids once served by the API that it no longer serves: those removed, and the rows of
+        per-parent and derived tables served (or listed by `objects`) that are there no more
+        (a cancelled scheduled plan change, the schedule of a deleted subscription)."""
         with self.lock:
-            return set(self.removed.get(table, ()))
+            gone = set(self.removed.get(table, ()))
+            if table in PER_PARENT or table in DERIVED:
+                current = {row["id"] for row in self._parent_rows(table)}
+                gone |= self.served.get(table, set()) - current
+            return gone
+
+    def note_served(self, table: str, ids: Iterator[str] | set[str] | list[str]) -> None:
+        """Remember ids of a per-parent or derived table the API served (`gone`)."""
+        self.served.setdefault(table, set()).update(ids)
 
     def _rows(self, table: str) -> list[Obj]:
         if table in PER_PARENT or table in DERIVED:
@@ -344,6 +356,11 @@ class Account:
     def _parent_rows(self, table: str) -> list[Obj]:
         """Per-parent and derived tables, as the source's rows hold them: only those of
         live parents, and keyed as the source keys them where Orb gives no id."""
+        rows = self._parent_rows_now(table)
+        self.note_served(table, [row["id"] for row in rows])
+        return rows
+
+    def _parent_rows_now(self, table: str) -> list[Obj]:
         if table == "subscription_schedules":
             return [
                 {"id": f"{sid}/{utc(entry['start_date'])}", "subscription_id": sid, **entry}

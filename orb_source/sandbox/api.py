@@ -470,6 +470,7 @@ def list_plan_migrations(call: Call) -> Obj:
 def get_subscription_schedule(call: Call) -> Obj:
     sub = found(call.account.subscriptions, call.ids[0], "Subscription")
     entries = {utc(entry["start_date"]): entry for entry in call.account.schedule(sub)}
+    call.account.note_served("subscription_schedules", [f"{sub['id']}/{k}" for k in entries])
 
     def start(entry: Obj) -> datetime:
         return entry["start_date"]  # type: ignore[no-any-return]
@@ -500,6 +501,8 @@ def list_licenses(call: Call) -> Obj:
 
 def list_coupon_subscriptions(call: Call) -> Obj:
     coupon_id = found(call.account.coupons, call.ids[0], "Coupon")["id"]
+    served = [f"{coupon_id}/{sub['id']}" for sub in call.account.coupon_subscriptions(coupon_id)]
+    call.account.note_served("coupon_subscriptions", served)
     return call.page(
         "coupon_subscriptions", lambda: call.account.coupon_subscriptions(coupon_id), created
     )

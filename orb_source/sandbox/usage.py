@@ -418,6 +418,7 @@ class UsageBook:
     _volume_stamp: tuple[Any, ...] = ()
     _current: set[LineKey] = field(default_factory=set)
     _counted: set[LineKey] = field(default_factory=set)
+    _owners: dict[LineKey, str] = field(default_factory=dict)
     _volume: list[int] = field(default_factory=list)
     _base: int = 0
 
@@ -630,15 +631,21 @@ class UsageBook:
     def refresh_volume(self, start: int, end: int) -> None:
         """Bring the hourly counts of UTC hours [start, end) up to date: drop the events of
         lines changed or gone since, add those of the lines reaching these hours not counted
-        yet (so a recent timeframe derives only the lines of recent periods)."""
+        yet (so a recent timeframe derives only the lines of recent periods). Events once
+        ingested stay counted when their customer is deleted, with its subscriptions."""
         log = self.account.usage_log
         stamp = (self.account.revision, self.account.now, log.version)
         if stamp != self._volume_stamp:
-            self._current = {
-                self.key(sub, line)
+            owners = {
+                self.key(sub, line): sub["id"]
                 for sub in self.account.subscriptions.values()
                 for lines in self.metric_lines(sub).values()
                 for line in lines
+            }
+            self._owners.update(owners)
+            deleted = self.account.gone("subscriptions")
+            self._current = set(owners) | {
+                key for key in self._counted if self._owners.get(key) in deleted
             }
             self._volume_stamp = stamp
             for key in self._counted - self._current:
