@@ -27,7 +27,7 @@ from datetime import time as day_start
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .catalog import Cursor, Endpoint, Scope, Series, Sync
+from .catalog import SUBSCRIPTIONS_OPEN, Cursor, Endpoint, Scope, Series, Sync
 from .client import PAGE_SIZE, OrbForbidden, OrbNotFound
 from .state import ListingState, SeriesRead
 from .strategies import (
@@ -37,6 +37,7 @@ from .strategies import (
     Watermark,
     bounded_map,
     fetch_by_id,
+    open_and_new,
     parse_time,
 )
 from .transform import Row
@@ -45,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = "/subscriptions"
 BACKFILLS = "/events/backfills"
-OPEN = ["active", "upcoming"]
-"""The subscriptions that can have new windows, by Orb's status filter."""
 CREATED = Cursor("created_at", "created_at")
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
@@ -141,7 +140,7 @@ def read_subscription_series(ctx: SyncContext, endpoint: Endpoint, state: Listin
     watermark = Watermark(
         CREATED, None if full else state.get("cursor"), ctx.started_at, ctx.client.clock
     )
-    listed = _subscriptions(ctx, watermark, full)
+    listed = dict(open_and_new(ctx, SUBSCRIPTIONS, {}, SUBSCRIPTIONS_OPEN, watermark, full))
     backfilled = _backfilled(ctx, _backfills(ctx, state, not full))
     listed.update((sid, sub) for sid, (sub, _) in backfilled.items())
     quiet = sorted(sid for sid, read in tracked.items() if sid not in listed and _may_end(read))
@@ -184,25 +183,6 @@ def read_subscription_series(ctx: SyncContext, endpoint: Endpoint, state: Listin
         sid: read for sid, read in tracked.items() if not _final(ctx, series, read, now)
     }
     state["cursor"] = watermark.value
-
-
-def _subscriptions(ctx: SyncContext, watermark: Watermark, full: bool) -> dict[str, Any]:
-    """Every subscription on a full run; else the open ones and those created since the
-    last run, whatever their status. Usage and costs share the listings."""
-    found: dict[str, Any] = {}
-    if full:
-        listings = [ctx.shared_listing(SUBSCRIPTIONS, {})]
-    else:
-        open_now = ctx.shared_listing(SUBSCRIPTIONS, {"status[]": OPEN})
-        since = watermark.since(None)
-        created = {f"{CREATED.param}[gte]": since.isoformat()} if since else {}
-        listings = [open_now, ctx.shared_listing(SUBSCRIPTIONS, created)]
-    for pages in listings:
-        for page in pages:
-            found.update((sub["id"], sub) for sub in page)
-    for page in listings[-1]:
-        watermark.observe(page)
-    return found
 
 
 @dataclass(frozen=True)

@@ -146,17 +146,22 @@ class SyncContext:
             return self._customer_pages
 
     def shared_listing(self, path: str, params: Params) -> list[Page]:
-        """A listing several tables read this run (the subscriptions whose usage and costs
-        are read), requested once: the first to ask lists it, the others wait for it."""
+        """A listing several tables read this run (the subscriptions whose usage, costs,
+        schedules and licenses are read), requested once: the first to ask lists it, the
+        others wait for it."""
         key = f"{path}?{sorted(params.items())}"
+        return self._once(self._shared, key, lambda: list(self.client.paginate(path, params)))
+
+    def _once(self, memo: dict[str, Future[T]], key: str, make: Callable[[], T]) -> T:
+        """`make()`, called by the first to ask for `key` this run; the others wait for it."""
         with self._pools_lock:
-            future = self._shared.get(key)
+            future = memo.get(key)
             first = future is None
             if future is None:
-                future = self._shared[key] = Future()
+                future = memo[key] = Future()
         if first:
             try:
-                future.set_result(list(self.client.paginate(path, params)))
+                future.set_result(make())
             except BaseException as exc:
                 future.set_exception(exc)
                 raise
@@ -205,21 +210,14 @@ class SyncContext:
         The first of the feed's table and its watcher to ask lists it; the other waits for
         that listing and takes it as it is (`FeedListing.since` says what it covers).
         """
-        with self._pools_lock:
-            future = self._feed_listings.get(path)
-            first = future is None
-            if future is None:
-                future = self._feed_listings[path] = Future()
-        if first:
+
+        def listing() -> FeedListing:
             listed_from = time.time()
             params = {f"{cursor.param}[gte]": since.isoformat()}
-            try:
-                rows = [row for page in self.client.paginate(path, params) for row in page]
-            except BaseException as exc:
-                future.set_exception(exc)
-                raise
-            future.set_result(FeedListing(since, rows, listed_from))
-        return future.result()
+            rows = [row for page in self.client.paginate(path, params) for row in page]
+            return FeedListing(since, rows, listed_from)
+
+        return self._once(self._feed_listings, path, listing)
 
     @contextmanager
     def lease(self) -> Iterator[None]:
@@ -505,25 +503,9 @@ def read_open_parents(ctx: SyncContext, endpoint: Endpoint, state: State) -> Lis
     watermark = Watermark(
         created, None if full else state.get("cursor"), ctx.started_at, ctx.client.clock
     )
-    found: dict[str, Mapping[str, Any]] = {}
     gone: list[str] = []
     try:
-        if full:
-            listings = [ctx.shared_listing(parent.path, parent.params)]
-        else:
-            since = watermark.since(None)
-            newer = {f"{created.param}[gte]": since.isoformat()} if since else {}
-            listings = [
-                ctx.shared_listing(
-                    parent.path, {**parent.params, open_set.param: sorted(open_set.statuses)}
-                ),
-                ctx.shared_listing(parent.path, {**parent.params, **newer}),
-            ]
-        for pages in listings:
-            for page in pages:
-                found.update((obj["id"], obj) for obj in page)
-        for page in listings[-1]:
-            watermark.observe(page)
+        found = open_and_new(ctx, parent.path, parent.params, open_set, watermark, full)
         if not full:
             left = sorted(set(state.get("open_ids", ())) - set(found))
             for page in fetch_by_id(ctx, open_set.retrieve_path, left):
@@ -547,6 +529,35 @@ def read_open_parents(ctx: SyncContext, endpoint: Endpoint, state: State) -> Lis
     else:
         read = sorted([*found, *gone])
         ctx.record_listing(endpoint.table, {"column": parent.param, "values": read})
+
+
+def open_and_new(
+    ctx: SyncContext,
+    path: str,
+    params: Params,
+    open_set: OpenSet,
+    created: Watermark,
+    full: bool,
+) -> dict[str, Mapping[str, Any]]:
+    """Every object of a listing on a full run; else the open ones and those created since
+    the last run (`created`), whatever their status. The listings are shared by the tables
+    that read them this run (subscription schedules, licenses, usage, costs)."""
+    if full:
+        listings = [ctx.shared_listing(path, params)]
+    else:
+        since = created.since(None)
+        newer = {f"{created.cursor.param}[gte]": since.isoformat()} if since else {}
+        listings = [
+            ctx.shared_listing(path, {**params, open_set.param: sorted(open_set.statuses)}),
+            ctx.shared_listing(path, {**params, **newer}),
+        ]
+    found: dict[str, Mapping[str, Any]] = {}
+    for pages in listings:
+        for page in pages:
+            found.update((obj["id"], obj) for obj in page)
+    for page in listings[-1]:
+        created.observe(page)
+    return found
 
 
 def _children(ctx: SyncContext, endpoint: Endpoint, parents: Iterable[str]) -> Listed:
