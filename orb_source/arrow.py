@@ -1,7 +1,8 @@
 """The Arrow path: rows flattened here into Arrow tables, so dlt's JSON normalizer is skipped.
 
-For the high-volume tables (invoices, their line items, ledger entries) dlt's per-row
-normalizer was the bottleneck (benchmarks/RESULTS.md). This module does the same relational
+For the high-volume tables (invoices, their line items, ledger entries, usage, costs, event
+volume) dlt's per-row normalizer was the bottleneck (benchmarks/RESULTS.md). This module does
+the same relational
 flattening: nested objects become `a__b` columns, arrays become child tables
 (`invoice_line_items__tax_amounts`) linked by `_dlt_parent_id`/`_dlt_root_id`/`_dlt_list_idx`,
 objects and arrays nested deeper than the table's `max_table_nesting` (`Shape.nesting`) become

@@ -614,6 +614,7 @@ CATALOG: tuple[Endpoint, ...] = (
         scope=Scope.SUBSCRIPTION,
         params={"granularity": "day", "view_mode": "periodic"},
         series=Series("day", transform.usage_rows, grouped=True),
+        arrow=True,
     ),
     Endpoint(
         "subscription_costs",
@@ -623,6 +624,7 @@ CATALOG: tuple[Endpoint, ...] = (
         scope=Scope.SUBSCRIPTION,
         params={"view_mode": "periodic"},
         series=Series("day", transform.cost_rows, at_least=timedelta(days=35)),
+        arrow=True,
     ),
     Endpoint(
         "event_volume",
@@ -630,6 +632,7 @@ CATALOG: tuple[Endpoint, ...] = (
         Sync.RESTATED,
         schema.EVENT_VOLUME,
         series=Series("hour", transform.volume_rows, paginated=True),
+        arrow=True,
     ),
 )
 

@@ -113,4 +113,11 @@ def test_what_the_catalog_derives_from_its_entries() -> None:
         "subscription_costs",
         "event_volume",
     } == EMITTED_ONCE
-    assert {"invoices", "invoice_line_items", "credit_ledger_entries"} == ARROW_TABLES
+    assert {
+        "invoices",
+        "invoice_line_items",
+        "credit_ledger_entries",
+        "subscription_usage",
+        "subscription_costs",
+        "event_volume",
+    } == ARROW_TABLES
