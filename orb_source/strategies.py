@@ -112,6 +112,7 @@ class SyncContext:
     _feed_listings: dict[str, Future[FeedListing]] = field(default_factory=dict, repr=False)
     _customer_pages: list[Page] | None = field(default=None, repr=False)
     _shared: dict[str, Future[list[Page]]] = field(default_factory=dict, repr=False)
+    _start_cursors: dict[str, Future[dict[str, str]]] = field(default_factory=dict, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _customers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _leases: int = field(default=0, repr=False)
@@ -151,6 +152,12 @@ class SyncContext:
         others wait for it."""
         key = f"{path}?{sorted(params.items())}"
         return self._once(self._shared, key, lambda: list(self.client.paginate(path, params)))
+
+    def cursors_at_start(self, table: str, state: State) -> Mapping[str, str]:
+        """The per-customer cursors in `table`'s `state` as the run found them. Its reader
+        moves them as it goes; a table watching its listings must not take a moved cursor for
+        the start of a listing the reader never made."""
+        return self._once(self._start_cursors, table, lambda: dict(state.get("cursors", {})))
 
     def _once(self, memo: dict[str, Future[T]], key: str, make: Callable[[], T]) -> T:
         """`make()`, called by the first to ask for `key` this run; the others wait for it."""
@@ -588,12 +595,13 @@ def read_customers_watermark(ctx: SyncContext, endpoint: Endpoint, state: State)
     both, each customer's list is read once for the two (`SyncContext.feed_listing`)."""
     full = ctx.is_full(state)
     cursor = _required(endpoint.cursor, endpoint)
+    previous = ctx.cursors_at_start(endpoint.table, state)
     cursors: dict[str, str] = state.setdefault("cursors", {})
     open_rows: dict[str, dict[str, str]] = state.setdefault("open_rows", {})
     shared = not full and bool(ctx.watchers(endpoint.table))
 
     def read_one(customer_id: str, path: str, params: Params) -> tuple[Page, str | None]:
-        watermark = _watermark(ctx, endpoint, None if full else cursors.get(customer_id))
+        watermark = _watermark(ctx, endpoint, None if full else previous.get(customer_id))
         since = watermark.since(ctx.start_date)
         shared_since = _feed_since(ctx, endpoint, customer_id) if shared else None
         listing = ctx.feed_listing(path, cursor, shared_since) if shared_since else None
@@ -905,7 +913,7 @@ def _feed_since(ctx: SyncContext, feed: Endpoint, customer_id: str) -> datetime 
     watchers ask on their own."""
     state = ctx.listing_state(feed.table)
     cursor = _required(feed.cursor, feed)
-    previous = state.get("cursors", {}).get(customer_id)
+    previous = ctx.cursors_at_start(feed.table, state).get(customer_id)
     full_now = ctx.is_full(state) or state.get("last_full_sync") == ctx.started_at.isoformat()
     if full_now or previous is None:
         return None

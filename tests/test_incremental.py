@@ -213,6 +213,10 @@ def test_an_incremental_run_reads_only_what_can_have_changed(
     )
     plain = (customers_before & set(account.customers)) - with_pending
     assert plain and {c: ledger_requests[c] for c in plain} == dict.fromkeys(plain, 1)
+    # a new customer's ledger is listed whole, and the blocks ask with one row: never a
+    # second listing from the cursor the ledger's reader has just moved
+    joined = set(account.customers) - customers_before
+    assert joined and {c: ledger_requests[c] for c in joined} == dict.fromkeys(joined, 2)
 
 
 def test_a_deleted_block_awaiting_payment_is_marked_deleted(

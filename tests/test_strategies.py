@@ -948,6 +948,33 @@ def test_blocks_ask_on_their_own_when_the_ledger_is_listed_whole(
             ], (order, c)
 
 
+def test_a_new_customers_ledger_is_listed_once_whichever_reads_first(
+    orb: FakeOrb, customers: list[str]
+) -> None:
+    """A customer new since the last run has its ledger listed whole by the ledger's reader,
+    which then moves its cursor. The blocks ask with one row, never listing the ledger again
+    from that moved cursor, whether they ask before or after the ledger's reader is done."""
+    ledger, credit_blocks = "credit_ledger_entries", "credit_blocks"
+    states: dict[str, State] = {ledger: {}, credit_blocks: {}}
+    run_together(orb, states, FIRST, [ledger, credit_blocks])
+    for when, order in ((NEXT, [ledger, credit_blocks]), (NEXT + HOUR, [credit_blocks, ledger])):
+        orb.account.now = when - HOUR
+        joined = add_customer(orb.account, random.Random(len(orb.account.customers)))["id"]
+        assert orb.account.of_customer("credit_ledger_entries", joined)
+        checked = datetime.fromisoformat(states[credit_blocks]["activity_since"]) - HOUR
+        result = run_together(orb, states, when, order)
+        requests = result[ledger].requests + result[credit_blocks].requests
+        ledger_requests = sorted(
+            (r.params for r in requests if r.path == f"/customers/{joined}/credits/ledger"),
+            key=len,
+        )
+        assert ledger_requests == [
+            {"limit": "100"},
+            {"created_at[gte]": iso(checked), "limit": "1"},
+        ], order
+        assert joined in states[ledger]["cursors"]
+
+
 def test_a_ledger_listing_a_little_later_than_the_blocks_check_is_shared(
     orb: FakeOrb, customers: list[str]
 ) -> None:
