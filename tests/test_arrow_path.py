@@ -35,7 +35,9 @@ from orb_source.transform import split_children, to_rows, without_field
 from tests.conftest import default_account, isolate, serving
 from tests.warehouse import assert_mirror, query, reading
 
-# The module's tests share a loaded fixture: one worker runs them all.
+# The module's tests share a loaded fixture: one worker runs them all. The fixture is
+# session-scoped: a module-scoped one is built again whenever another module's test runs
+# between two of them on that worker.
 pytestmark = pytest.mark.xdist_group("arrow_path")
 
 
@@ -74,7 +76,7 @@ def contents(pipeline: dlt.Pipeline, table: str) -> Counter[tuple[Any, ...]]:
 BothPaths = tuple[dlt.Pipeline, dlt.Pipeline, Account]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def both_paths(tmp_path_factory: pytest.TempPathFactory) -> BothPaths:
     """The account loaded by each path, then a day of changes: loaded once for the tests that
     only read it."""

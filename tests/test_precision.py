@@ -18,7 +18,9 @@ from orb_source.sandbox.account import Number
 from tests.conftest import default_account, isolate, serving
 from tests.warehouse import query
 
-# The module's tests share a loaded fixture: one worker runs them all.
+# The module's tests share a loaded fixture: one worker runs them all. The fixture is
+# session-scoped: a module-scoped one is built again whenever another module's test runs
+# between two of them on that worker.
 pytestmark = pytest.mark.xdist_group("precision")
 
 DOUBLES = [
@@ -102,7 +104,7 @@ def _columns_sql(pipeline: dlt.Pipeline, table: str) -> str:
 Loaded = tuple[dict[str, list[tuple[str, str]]], dict[bool, dlt.Pipeline], list[str]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     """The account with Orb's extreme values placed, loaded by each path: once for the tests
     that only read it."""

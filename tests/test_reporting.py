@@ -29,7 +29,9 @@ from tests.cli import run_cli
 from tests.conftest import SANDBOX_NOW
 from tests.postgres import PostgresServer
 
-# The module's tests share a loaded fixture: one worker runs them all.
+# The module's tests share a loaded fixture: one worker runs them all. The fixture is
+# session-scoped: a module-scoped one is built again whenever another module's test runs
+# between two of them on that worker.
 pytestmark = pytest.mark.xdist_group("reporting")
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
@@ -40,19 +42,19 @@ CADENCE_MONTHS = {"monthly": 1, "quarterly": 3, "semi_annual": 6, "annual": 12}
 Key = tuple[Any, ...]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def account() -> Account:
     return generate_account(customers=25, seed=2, now=SANDBOX_NOW)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def targets(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Where each warehouse is, as `ORB_REPORT_DATABASE` names it."""
     folder = tmp_path_factory.mktemp("reporting")
     return {"duckdb": str(folder / "orb_billing.duckdb"), "postgres": postgres.create_database()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def loaded(account: Account, targets: dict[str, str]) -> dict[str, dlt.Pipeline]:
     """The account synced into DuckDB and into PostgreSQL, views created by the run."""
     destinations = {

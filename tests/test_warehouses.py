@@ -26,7 +26,9 @@ from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import SandboxServer, generate_account
 from orb_source.schema import MONEY
 
-# The module's tests share a loaded fixture: one worker runs them all.
+# The module's tests share a loaded fixture: one worker runs them all. The fixture is
+# session-scoped: a module-scoped one is built again whenever another module's test runs
+# between two of them on that worker.
 pytestmark = pytest.mark.xdist_group("warehouses")
 
 PRECISION, SCALE = MONEY["precision"], MONEY["scale"]
@@ -103,7 +105,7 @@ WAREHOUSES = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def loaded_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schema]:
     """The schema after a first load and a merging second one, as a warehouse would get it."""
     folder = tmp_path_factory.mktemp("schema")
