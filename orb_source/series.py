@@ -203,7 +203,7 @@ def _backfills(ctx: SyncContext, state: ListingState, incremental: bool) -> list
     if not incremental or since is None:
         return []
     try:
-        pages = ctx.shared_listing(BACKFILLS, {})
+        pages = ctx.shared_listing(BACKFILLS, {}).pages
     except (OrbNotFound, OrbForbidden):
         return []
     moved = parse_time(since) - CREATED.overlap
@@ -230,7 +230,7 @@ def _backfilled(
     found: dict[str, tuple[Mapping[str, Any], datetime]] = {}
     for backfill in backfills:
         params = {"customer_id": backfill.customer_id} if backfill.customer_id else {}
-        for page in ctx.shared_listing(SUBSCRIPTIONS, params):
+        for page in ctx.shared_listing(SUBSCRIPTIONS, params).pages:
             for sub in page:
                 ended = sub.get("end_date")
                 if parse_time(sub["start_date"]) >= backfill.end or (

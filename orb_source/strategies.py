@@ -86,6 +86,19 @@ class FeedListing:
     """When the listing began (`time.time()`): where the next one may start, on Orb's clock."""
 
 
+@dataclass(frozen=True)
+class SharedListing:
+    """A listing several tables read this run, requested once (`SyncContext.shared_listing`)."""
+
+    pages: list[Page]
+    listed_from: float
+    """When the listing began (`time.time()`): where the next one may start, on Orb's clock."""
+
+    @property
+    def rows(self) -> Page:
+        return [row for page in self.pages for row in page]
+
+
 @dataclass
 class SyncContext:
     """What every strategy needs for one run; one instance per source."""
@@ -111,7 +124,8 @@ class SyncContext:
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict, repr=False)
     _feed_listings: dict[str, Future[FeedListing]] = field(default_factory=dict, repr=False)
     _customer_pages: list[Page] | None = field(default=None, repr=False)
-    _shared: dict[str, Future[list[Page]]] = field(default_factory=dict, repr=False)
+    _shared: dict[str, Future[SharedListing]] = field(default_factory=dict, repr=False)
+    _retrieved: dict[str, Future[dict[str, Any] | None]] = field(default_factory=dict, repr=False)
     _start_cursors: dict[str, Future[dict[str, str]]] = field(default_factory=dict, repr=False)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _customers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -146,12 +160,29 @@ class SyncContext:
                 record_account(self.source_state(), self.client.base_url, customers)
             return self._customer_pages
 
-    def shared_listing(self, path: str, params: Params) -> list[Page]:
+    def shared_listing(self, path: str, params: Params) -> SharedListing:
         """A listing several tables read this run (the subscriptions whose usage, costs,
         schedules and licenses are read), requested once: the first to ask lists it, the
         others wait for it."""
-        key = f"{path}?{sorted(params.items())}"
-        return self._once(self._shared, key, lambda: list(self.client.paginate(path, params)))
+
+        def listing() -> SharedListing:
+            listed_from = time.time()
+            return SharedListing(list(self.client.paginate(path, params)), listed_from)
+
+        return self._once(self._shared, f"{path}?{sorted(params.items())}", listing)
+
+    def retrieve(self, path: str) -> dict[str, Any] | None:
+        """One object by its path, None where Orb answers 404; requested once this run,
+        however many tables ask (a subscription that left the open set, say)."""
+
+        def get() -> dict[str, Any] | None:
+            try:
+                obj: dict[str, Any] = self.client.get(path)
+                return obj
+            except OrbNotFound:
+                return None
+
+        return self._once(self._retrieved, path, get)
 
     def cursors_at_start(self, table: str, state: State) -> Mapping[str, str]:
         """The per-customer cursors in `table`'s `state` as the run found them. Its reader
@@ -281,8 +312,10 @@ class Watermark:
         since = self.since(floor)
         return {f"{self.cursor.param}[gte]": since.isoformat()} if since else {}
 
-    def took(self, listing: FeedListing) -> Page:
-        """The rows of a listing made for this one (`SyncContext.feed_listing`), observed."""
+    def took(self, listing: FeedListing | SharedListing) -> Page:
+        """The rows of a listing made for this one and maybe others (`SyncContext.feed_listing`,
+        `SyncContext.shared_listing`), observed. The next run starts where that listing
+        began, so the tables sharing it keep sharing it."""
         self._listed_from = listing.listed_from
         self.observe(listing.rows)
         return list(listing.rows)
@@ -329,7 +362,7 @@ def read_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator
         try:
             for params in _listings(endpoint):
                 if (endpoint.path, repr(sorted(params.items()))) in PARENT_LISTINGS:
-                    yield from ctx.shared_listing(endpoint.path, params)
+                    yield from ctx.shared_listing(endpoint.path, params).pages
                 else:
                     yield from ctx.client.paginate(endpoint.path, params)
         except (OrbNotFound, OrbForbidden) as exc:
@@ -489,7 +522,8 @@ def read_parents_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> 
     subscriptions); the parents' listing is shared with their own table."""
     parent = _required(endpoint.parent, endpoint)
     try:
-        ids = [obj["id"] for page in ctx.shared_listing(parent.path, parent.params) for obj in page]
+        listing = ctx.shared_listing(parent.path, parent.params)
+        ids = [obj["id"] for page in listing.pages for obj in page]
         yield from _children(ctx, endpoint, ids)
     except (OrbNotFound, OrbForbidden) as exc:
         if endpoint.feature is None:
@@ -559,11 +593,10 @@ def open_and_new(
             ctx.shared_listing(path, {**params, **newer}),
         ]
     found: dict[str, Mapping[str, Any]] = {}
-    for pages in listings:
-        for page in pages:
+    for listing in listings:
+        for page in listing.pages:
             found.update((obj["id"], obj) for obj in page)
-    for page in listings[-1]:
-        created.observe(page)
+    created.took(listings[-1])
     return found
 
 
@@ -673,11 +706,7 @@ def fetch_by_id(ctx: SyncContext, path_template: str, ids: list[str]) -> Iterato
     """Retrieve objects one by one, concurrently; a 404 means the object is gone."""
 
     def retrieve(object_id: str) -> dict[str, Any] | None:
-        try:
-            obj: dict[str, Any] = ctx.client.get(path_template.format(id=object_id))
-            return obj
-        except OrbNotFound:
-            return None
+        return ctx.retrieve(path_template.format(id=object_id))
 
     page: Page = []
     for obj in bounded_map(ctx.pool(rate_class(path_template)), retrieve, ids):

@@ -6,7 +6,7 @@ subscriptions that can still change them. Requests, rows, state and recorded lis
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -234,3 +234,40 @@ def test_licenses_follow_the_schedules_selection(orb: FakeOrb) -> None:
     assert sorted(p["subscription_id"] for p in second.params("/licenses")) == sorted(subs)
     assert second.row(active)["status"] == "inactive"
     assert second.listings["licenses"]["partial"]["values"] == sorted(subs)
+
+
+def test_the_tables_reading_subscriptions_share_each_listing_and_fetch(orb: FakeOrb) -> None:
+    """Schedules, licenses, usage and costs read the same subscriptions: each listing is
+    requested once a run, and a subscription that left the open set is fetched once. Each
+    table's cursor is where the shared listing began, so the next run shares it again."""
+    tables = ["subscription_schedules", "licenses", "subscription_usage", "subscription_costs"]
+    states: dict[str, State] = {table: {} for table in tables}
+    orb.send_date = True
+    orb.account.now = FIRST
+    first = run_together(orb, states, FIRST, tables)
+    requests = [r for table in tables for r in first[table].requests]
+    assert [r.params for r in requests if r.path == "/subscriptions"] == [{"limit": "100"}]
+
+    subs = orb.account.subscriptions
+    ended = sorted(sid for sid, sub in subs.items() if sub["status"] == "active")[0]
+    subs[ended].update(status="ended", end_date=NEXT - HOUR)
+    orb.account.now = NEXT
+    second = run_together(orb, states, NEXT, tables)
+
+    requests = [r for table in tables for r in second[table].requests]
+    listings = [r.params for r in requests if r.path == "/subscriptions"]
+    [created] = [params for params in listings if "created_at[gte]" in params]
+    assert listings == [{"limit": "100", "status[]": ["active", "upcoming"]}, created]
+    assert near(datetime.fromisoformat(str(created["created_at[gte]"])), FIRST - HOUR)
+    assert [r.path for r in requests if r.path == f"/subscriptions/{ended}"] == [
+        f"/subscriptions/{ended}"
+    ]
+    for table in tables:
+        assert ended in {row.get("subscription_id") for _, row in second[table].rows}, table
+    [cursor] = {states[table]["cursor"] for table in tables}
+    assert near(datetime.fromisoformat(cursor), NEXT)
+
+
+def near(moment: datetime, expected: datetime) -> bool:
+    """On Orb's clock, which the client reads to the second from the `Date` header."""
+    return abs(moment - expected) < timedelta(seconds=1)
