@@ -6,7 +6,7 @@ Why each table syncs the way it does is explained in the README, "How incrementa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
@@ -638,12 +638,29 @@ CATALOG: tuple[Endpoint, ...] = (
 
 ENDPOINTS: Mapping[str, Endpoint] = {endpoint.table: endpoint for endpoint in CATALOG}
 
-PARENT_LISTINGS: frozenset[tuple[str, str]] = frozenset(
-    (endpoint.parent.path, repr(sorted(endpoint.parent.params.items())))
+
+def listing_key(path: str, params: Mapping[str, Any]) -> str:
+    """A listing's identity: its path and filters, a filter's list of values in any order."""
+    filters = sorted((k, sorted(v) if isinstance(v, list) else v) for k, v in params.items())
+    return f"{path}?{filters}"
+
+
+def _parent_listings(parent: Parent) -> Iterator[Mapping[str, Any]]:
+    """The listings of the parents a per-parent endpoint reads: all of them, and where only
+    the open ones can change, those (`Sync.OPEN_PARENTS`)."""
+    yield parent.params
+    if parent.open_set is not None:
+        yield {**parent.params, parent.open_set.param: list(parent.open_set.statuses)}
+
+
+SHARED_LISTINGS: frozenset[str] = frozenset(
+    listing_key(endpoint.parent.path, params)
     for endpoint in CATALOG
     if endpoint.parent
+    for params in _parent_listings(endpoint.parent)
 )
-"""Listings some per-parent endpoint fans out over: the parents' own table shares them."""
+"""Listings (`listing_key`) some per-parent endpoint reads: the parents' own table shares
+them (`SyncContext.listing`)."""
 
 
 def check_feeds(endpoints: Mapping[str, Endpoint]) -> None:

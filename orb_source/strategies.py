@@ -44,13 +44,14 @@ from .account import record_account
 from .catalog import (
     CUSTOMERS,
     ENDPOINTS,
-    PARENT_LISTINGS,
+    SHARED_LISTINGS,
     Activity,
     Cursor,
     Endpoint,
     OpenSet,
     Scope,
     Sync,
+    listing_key,
 )
 from .client import (
     MAX_CONCURRENCY,
@@ -169,7 +170,15 @@ class SyncContext:
             listed_from = time.time()
             return SharedListing(list(self.client.paginate(path, params)), listed_from)
 
-        return self._once(self._shared, f"{path}?{sorted(params.items())}", listing)
+        return self._once(self._shared, listing_key(path, params), listing)
+
+    def listing(self, path: str, params: Params) -> Iterator[Page]:
+        """A listing's pages: requested once a run where other tables read the same listing
+        (`catalog.SHARED_LISTINGS`), else streamed."""
+        if listing_key(path, params) in SHARED_LISTINGS:
+            yield from self.shared_listing(path, params).pages
+        else:
+            yield from self.client.paginate(path, params)
 
     def retrieve(self, path: str) -> dict[str, Any] | None:
         """One object by its path, None where Orb answers 404; requested once this run,
@@ -361,10 +370,7 @@ def read_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator
     else:
         try:
             for params in _listings(endpoint):
-                if (endpoint.path, repr(sorted(params.items()))) in PARENT_LISTINGS:
-                    yield from ctx.shared_listing(endpoint.path, params).pages
-                else:
-                    yield from ctx.client.paginate(endpoint.path, params)
+                yield from ctx.listing(endpoint.path, params)
         except (OrbNotFound, OrbForbidden) as exc:
             if endpoint.feature is None:
                 raise
@@ -413,7 +419,7 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
     if from_date:
         closed[open_set.param] = list(open_set.closed)
     floor = None if open_set.closed_on else ctx.start_date
-    for page in ctx.client.paginate(endpoint.path, {**closed, **watermark.params(floor)}):
+    for page in ctx.listing(endpoint.path, {**closed, **watermark.params(floor)}):
         watermark.observe(page)
         yield from tracker.fresh(_closed_since(page, open_set, ctx.start_date if full else None))
     if not full:
@@ -421,7 +427,7 @@ def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterat
             yield from tracker.fresh(page)
     if from_date:
         reopened = {**endpoint.params, open_set.param: list(open_set.statuses)}
-        for page in ctx.client.paginate(endpoint.path, reopened):
+        for page in ctx.listing(endpoint.path, reopened):
             yield from tracker.fresh(page)
         ctx.record_listing(
             endpoint.table, {"column": open_set.status_field, "values": list(open_set.statuses)}

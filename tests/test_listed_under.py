@@ -237,10 +237,12 @@ def test_licenses_follow_the_schedules_selection(orb: FakeOrb) -> None:
 
 
 def test_the_tables_reading_subscriptions_share_each_listing_and_fetch(orb: FakeOrb) -> None:
-    """Schedules, licenses, usage and costs read the same subscriptions: each listing is
-    requested once a run, and a subscription that left the open set is fetched once. Each
-    table's cursor is where the shared listing began, so the next run shares it again."""
-    tables = ["subscription_schedules", "licenses", "subscription_usage", "subscription_costs"]
+    """The subscriptions table, schedules, licenses, usage and costs read the same
+    subscriptions: each listing is requested once a run, and a subscription that left the
+    open set is fetched once. The four that select subscriptions by their creation keep
+    their cursor where the shared listing began, so the next run shares it again."""
+    selecting = ["subscription_schedules", "licenses", "subscription_usage", "subscription_costs"]
+    tables = ["subscriptions", *selecting]
     states: dict[str, State] = {table: {} for table in tables}
     orb.send_date = True
     orb.account.now = FIRST
@@ -256,15 +258,17 @@ def test_the_tables_reading_subscriptions_share_each_listing_and_fetch(orb: Fake
 
     requests = [r for table in tables for r in second[table].requests]
     listings = [r.params for r in requests if r.path == "/subscriptions"]
-    [created] = [params for params in listings if "created_at[gte]" in params]
-    assert listings == [{"limit": "100", "status[]": ["active", "upcoming"]}, created]
+    [closed, created] = [params for params in listings if "created_at[gte]" in params]
+    assert listings == [closed, {"limit": "100", "status[]": ["upcoming", "active"]}, created]
+    assert closed["status[]"] == ["ended"]
     assert near(datetime.fromisoformat(str(created["created_at[gte]"])), FIRST - HOUR)
     assert [r.path for r in requests if r.path == f"/subscriptions/{ended}"] == [
         f"/subscriptions/{ended}"
     ]
-    for table in tables:
+    assert second["subscriptions"].row(ended)["status"] == "ended"
+    for table in selecting:
         assert ended in {row.get("subscription_id") for _, row in second[table].rows}, table
-    [cursor] = {states[table]["cursor"] for table in tables}
+    [cursor] = {states[table]["cursor"] for table in selecting}
     assert near(datetime.fromisoformat(cursor), NEXT)
 
 
