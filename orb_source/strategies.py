@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -368,13 +368,9 @@ def read_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator
     if endpoint.path == CUSTOMERS:
         yield from ctx.customer_pages()
     else:
-        try:
-            for params in _listings(endpoint):
-                yield from ctx.listing(endpoint.path, params)
-        except (OrbNotFound, OrbForbidden) as exc:
-            if endpoint.feature is None:
-                raise
-            _skipped(endpoint, exc)
+        path = endpoint.path
+        pages = (page for params in _listings(endpoint) for page in ctx.listing(path, params))
+        if (yield from _unless_lacking(endpoint, pages)):
             return
     ctx.record_listing(endpoint.table)
 
@@ -388,9 +384,18 @@ def _listings(endpoint: Endpoint) -> list[Params]:
     return [{**endpoint.params, listed_by.param: value} for value in listed_by.values]
 
 
-def _skipped(endpoint: Endpoint, exc: Exception) -> None:
-    # no listing recorded: the sweep leaves the rows of an earlier run as they are
-    logger.info("%s skipped: no %s on this account (%s)", endpoint.table, endpoint.feature, exc)
+def _unless_lacking(endpoint: Endpoint, items: Iterator[T]) -> Generator[T, None, bool]:
+    """`items`; True once Orb answers 404 or 403 for an endpoint of a feature the account
+    lacks, which is skipped with one info line. The reader then records no listing, so the
+    sweep leaves the rows of an earlier run as they are."""
+    try:
+        yield from items
+    except (OrbNotFound, OrbForbidden) as exc:
+        if endpoint.feature is None:
+            raise
+        logger.info("%s skipped: no %s on this account (%s)", endpoint.table, endpoint.feature, exc)
+        return True
+    return False
 
 
 def read_watermark(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator[Page]:
@@ -527,16 +532,13 @@ def read_parents_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -> 
     """Every parent's complete list, every run (a plan's migrations, a coupon's
     subscriptions); the parents' listing is shared with their own table."""
     parent = _required(endpoint.parent, endpoint)
-    try:
-        listing = ctx.shared_listing(parent.path, parent.params)
-        ids = [obj["id"] for page in listing.pages for obj in page]
+
+    def listed() -> Listed:
+        ids = [obj["id"] for obj in ctx.shared_listing(parent.path, parent.params).rows]
         yield from _children(ctx, endpoint, ids)
-    except (OrbNotFound, OrbForbidden) as exc:
-        if endpoint.feature is None:
-            raise
-        _skipped(endpoint, exc)
-        return
-    ctx.record_listing(endpoint.table)
+
+    if not (yield from _unless_lacking(endpoint, listed())):
+        ctx.record_listing(endpoint.table)
 
 
 def read_open_parents(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
@@ -550,19 +552,19 @@ def read_open_parents(ctx: SyncContext, endpoint: Endpoint, state: State) -> Lis
     watermark = Watermark(
         created, None if full else state.get("cursor"), ctx.started_at, ctx.client.clock
     )
+    found: dict[str, Mapping[str, Any]] = {}
     gone: list[str] = []
-    try:
-        found = open_and_new(ctx, parent.path, parent.params, open_set, watermark, full)
+
+    def listed() -> Listed:
+        found.update(open_and_new(ctx, parent.path, parent.params, open_set, watermark, full))
         if not full:
             left = sorted(set(state.get("open_ids", ())) - set(found))
             for page in fetch_by_id(ctx, open_set.retrieve_path, left):
                 found.update((obj["id"], obj) for obj in page)
-            gone = [parent_id for parent_id in left if parent_id not in found]
+            gone.extend(parent_id for parent_id in left if parent_id not in found)
         yield from _children(ctx, endpoint, sorted(found))
-    except (OrbNotFound, OrbForbidden) as exc:
-        if endpoint.feature is None:
-            raise
-        _skipped(endpoint, exc)
+
+    if (yield from _unless_lacking(endpoint, listed())):
         return
     state["cursor"] = watermark.value
     state["open_ids"] = sorted(
