@@ -29,8 +29,10 @@ def isolate(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(("ORB_", "SOURCES__", "DESTINATION__")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("DLT_DATA_DIR", str(folder / "dlt"))
-    # the sandbox sets no Analytics limit: Orb's 10 requests/s would only slow the suite down
-    monkeypatch.setenv("SOURCES__ORB__ANALYTICS_RATE_LIMIT", "1000")
+    # the sandbox sets no rate limit unless a test asks for one: the client's budget for Orb's
+    # (100, 10 and 10 requests/s) would only keep the suite waiting
+    for rate_class in ("READ", "CREDIT_BALANCE", "ANALYTICS"):
+        monkeypatch.setenv(f"SOURCES__ORB__{rate_class}_RATE_LIMIT", "1000")
     monkeypatch.chdir(folder)
 
 
