@@ -200,6 +200,11 @@ def test_an_incremental_run_reads_only_what_can_have_changed(
         if b["customer"] not in moved and b["customer"] in account.customers
     ]
     assert requests["/credit_blocks/{id}"] == len(elsewhere) > 0
+    # a block whose purchase invoice was paid leaves no ledger entry: the re-read by id finds it
+    now_active = {b["id"] for b in owned(account, "credit_blocks") if b["status"] == "active"}
+    activated = {b["id"] for b in elsewhere} & now_active
+    assert activated
+    assert {fetch_table(loaded, "credit_blocks")[i]["status"] for i in activated} == {"active"}
 
     ledger_floor = len(new_entries) + len(pending_before)
     ledger_requests = Counter(

@@ -414,6 +414,23 @@ def _features(b: Builder) -> list[str]:
     return changes
 
 
+def _activate_block(b: Builder) -> list[str]:
+    """The oldest block awaiting payment turns active: its purchase invoice was paid (orb-api.md
+    §3.5). No ledger entry is posted for it (no source says Orb posts one), so a reader sees
+    the change only by reading the block again."""
+    awaiting = [
+        (block["effective_date"], block["id"], block)
+        for blocks in b.account.owned["credit_blocks"].values()
+        for block in blocks.values()
+        if block["status"] == "pending_payment"
+    ]
+    if not awaiting:
+        return []
+    _, block_id, block = min(awaiting, key=lambda a: (a[0], a[1]))
+    block["status"] = "active"
+    return [f"credit block {block_id} active"]
+
+
 def _listed_under(b: Builder) -> list[str]:
     """A pending subscription change applied, another cancelled and a new one pending; a
     license deactivated; a scheduled plan change cancelled and another scheduled; a plan
@@ -501,6 +518,7 @@ STEPS: tuple[Callable[[Builder], list[str]], ...] = (
     _alert,
     _features,
     _listed_under,
+    _activate_block,
 )
 
 
