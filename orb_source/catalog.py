@@ -82,17 +82,12 @@ class Cursor:
     """Re-read window before the watermark: late-visible rows and clock skew."""
 
     open_while: InState | None = None
-    """Rows in this state can still change (a pending ledger entry). Each run re-lists the older
-    ones by that filter, and re-reads by timestamp those that left it. One value: Orb's filter
-    takes one."""
+    """Rows in this state can still change (a pending ledger entry): the next listing starts
+    early enough to read them again."""
 
     ignore_while: InState | None = None
     """Rows in these states never move the watermark (a draft's invoice_date is a scheduled
     date, possibly in the future)."""
-
-    def __post_init__(self) -> None:
-        if self.open_while is not None and len(self.open_while.values) != 1:
-            raise ValueError(f"cursor {self.field}: open_while filters on exactly one value")
 
 
 @dataclass(frozen=True)
@@ -124,13 +119,26 @@ class Backdated:
 
 
 @dataclass(frozen=True)
+class Awaited:
+    """Objects an open object waits on, listed account-wide once a run, each with its
+    `customer`: a block awaiting payment turns active when its purchase invoice, a one-off
+    invoice of its customer, is paid (`GET /invoices?is_recurring=false`, draft, issued, or
+    synced to another invoicing system until marked paid)."""
+
+    path: str
+    params: Mapping[str, str | bool | list[str]]
+
+
+@dataclass(frozen=True)
 class Activity:
     """A per-customer feed that every change of an endpoint's objects leaves an entry in.
 
     Each balance change of a credit block is a ledger entry, so a one-row question to the
     ledger ("anything since the last run?") tells whether the customer's blocks can have
     changed. `open` objects change without an entry (a block awaiting payment turns active
-    when its invoice is paid): each run re-reads them by id (`retrieve_path`).
+    when its invoice is paid): they are re-read by id (`retrieve_path`), every run, or with
+    `awaits` once something their customer had open when they were first seen open has
+    left that listing.
     """
 
     path: str
@@ -140,6 +148,7 @@ class Activity:
     feed: str | None = None
     """The table whose per-customer watermark listing is this feed (the ledger's): a run that
     reads both lists each customer's feed once, and each takes what it needs from it."""
+    awaits: Awaited | None = None
 
 
 @dataclass(frozen=True)
@@ -503,6 +512,9 @@ CATALOG: tuple[Endpoint, ...] = (
             open=InState("status", ("pending_payment",)),
             retrieve_path="/credit_blocks/{id}",
             feed="credit_ledger_entries",
+            awaits=Awaited(
+                "/invoices", {"status[]": ["draft", "issued", "synced"], "is_recurring": False}
+            ),
         ),
     ),
     Endpoint(

@@ -41,6 +41,9 @@ class ListingState(TypedDict, total=False):
     """On activity: when the customers' activity feeds were last checked."""
     open_objects: dict[str, list[str]]
     """On activity: each customer's objects that change without an activity entry."""
+    awaiting: dict[str, list[str]]
+    """On activity: each open object's awaited objects (`Activity.awaits`) that its customer
+    had open when it was first seen open, by id."""
     feed_listed: dict[str, str]
     """On activity: customers whose feed was last read in a listing shared with the feed's
     table, and when that listing began; the others' feeds were checked at `activity_since`."""

@@ -11,11 +11,11 @@
   that a newer object points at (a credit note on an old paid invoice).
 - Per customer, `fan_out` reads each customer's list concurrently for
   `read_customers_refresh` (every list, every run), `read_customers_watermark` (one cursor per
-  customer: one shared cursor loses rows; rows still open, such as pending ledger entries,
-  re-read until they close) and `read_customers_on_activity` (only the customers whose
-  activity feed moved, plus open objects by id: `_ActivityCheck`). A run that reads both an
-  activity feed's table and its watcher lists each customer's feed once for the two
-  (`SyncContext.feed_listing`).
+  customer: one shared cursor loses rows; each listing starts early enough to read again the
+  rows still open, such as pending ledger entries) and `read_customers_on_activity` (only the
+  customers whose activity feed moved, plus open objects by id: `_ActivityCheck`). A run that
+  reads both an activity feed's table and its watcher lists each customer's feed once for the
+  two (`SyncContext.feed_listing`).
 - Per parent object (a plan's migrations, a coupon's subscriptions, a subscription's
   schedule), the same `fan_out` reads each parent's list: `read_parents_refresh` for every
   parent of a listing it shares with the parents' table, `read_open_parents` for the parents
@@ -631,7 +631,8 @@ def read_customers_refresh(ctx: SyncContext, endpoint: Endpoint, state: State) -
 
 def read_customers_watermark(ctx: SyncContext, endpoint: Endpoint, state: State) -> Listed:
     """Append-only per-customer lists, with one cursor per customer (one shared cursor loses
-    rows), and rows still open (pending ledger entries) re-read until they close. Where a
+    rows). A customer's listing starts early enough to hold its rows still open last run
+    (pending ledger entries), so one listing reads them again until they close. Where a
     table watches the list as its activity feed (credit blocks, the ledger) and the run reads
     both, each customer's list is read once for the two (`SyncContext.feed_listing`)."""
     full = ctx.is_full(state)
@@ -644,18 +645,18 @@ def read_customers_watermark(ctx: SyncContext, endpoint: Endpoint, state: State)
     def read_one(customer_id: str, path: str, params: Params) -> tuple[Page, str | None]:
         watermark = _watermark(ctx, endpoint, None if full else previous.get(customer_id))
         since = watermark.since(ctx.start_date)
+        if since is not None and not full:
+            since = _open_from(since, open_rows.get(customer_id))
         shared_since = _feed_since(ctx, endpoint, customer_id) if shared else None
         listing = ctx.feed_listing(path, cursor, shared_since) if shared_since else None
         rows: Page = []
         if listing is not None and since is not None and listing.since <= since:
             rows = watermark.took(listing)
         else:
-            for page in ctx.client.paginate(path, {**params, **watermark.params(ctx.start_date)}):
+            since_params = {f"{cursor.param}[gte]": since.isoformat()} if since else {}
+            for page in ctx.client.paginate(path, {**params, **since_params}):
                 watermark.observe(page)
                 rows.extend(page)
-        if not full:
-            since = watermark.since(ctx.start_date)
-            rows += _reread_open(ctx, path, cursor, open_rows.get(customer_id), rows, since)
         return rows, watermark.value
 
     for customer_id, read in fan_out(ctx, endpoint, ctx.customer_ids(), read_one):
@@ -682,6 +683,7 @@ def read_customers_on_activity(ctx: SyncContext, endpoint: Endpoint, state: Stat
             if rows:
                 yield customer_id, rows
 
+    activity.list_awaited()
     yield from relisted(activity.customers())
     yield from activity.reread_open()
     yield from relisted(activity.vanished)
@@ -749,50 +751,19 @@ def bounded_map(
             future.cancel()
 
 
-def _reread_open(
-    ctx: SyncContext,
-    path: str,
-    cursor: Cursor,
-    known: Mapping[str, str] | None,
-    fresh: Page,
-    since: datetime | None,
-) -> Page:
-    """Rows that were open last run and are older than this run's window.
-
-    The ones still open come from a listing by their state; those that left it (a pending
-    entry committed) from a listing of the timestamps they were created at.
-    """
-    if cursor.open_while is None or not known or since is None:
-        return []
-    fresh_ids = {row["id"] for row in fresh}
-    older = {row_id: stamp for row_id, stamp in known.items() if row_id not in fresh_ids}
-    if not older:
-        return []
-    still_open = {
-        f"{cursor.param}[gte]": min(older.values(), key=parse_time),
-        f"{cursor.param}[lt]": since.isoformat(),
-        cursor.open_while.field: cursor.open_while.values[0],
-    }
-    rows = [
-        row for page in ctx.client.paginate(path, still_open) for row in page if row["id"] in older
-    ]
-    found = {row["id"] for row in rows}
-    left = sorted((stamp for row_id, stamp in older.items() if row_id not in found), key=parse_time)
-    if left:
-        window = {f"{cursor.param}[gte]": left[0], f"{cursor.param}[lte]": left[-1]}
-        rows += [
-            row
-            for page in ctx.client.paginate(path, window)
-            for row in page
-            if row["id"] in older and row["id"] not in found
-        ]
-    return rows
+def _open_from(since: datetime, open_rows: Mapping[str, str] | None) -> datetime:
+    """Where a customer's listing starts: `since`, or its oldest row still open last run,
+    if older. Reading from there costs a few rows and no request; the open rows come back
+    whatever they became, and those gone are forgotten (`_remember_open`)."""
+    stamps = [parse_time(stamp) for stamp in (open_rows or {}).values()]
+    return min([since, *stamps])
 
 
 def _remember_open(
     open_rows: dict[str, dict[str, str]], customer_id: str, rows: Page, cursor: Cursor
 ) -> None:
-    """Ids and cursors of the customer's rows still open, for the next run's `_reread_open`."""
+    """Ids and cursors of the customer's rows still open, where its next listing starts
+    (`_open_from`)."""
     open_while = cursor.open_while
     still = {
         row["id"]: row[cursor.field]
@@ -814,6 +785,12 @@ class _ActivityCheck:
     (`SyncContext.feed_listing`); otherwise a one-row request asks. Times are on Orb's clock
     when it answers with a `Date`, else the run's own start. State written before open
     objects were remembered by id gets one complete pass.
+
+    An open object that `awaits` something (a block, its purchase invoice) remembers what its
+    customer had open in that listing when it was first seen open. Its customer's open
+    objects are read again by id once one of those has left the listing, and every run where
+    none was remembered. The listing is made before any object is read, so a change that
+    happens during the run is seen by the next.
     """
 
     def __init__(
@@ -830,9 +807,28 @@ class _ActivityCheck:
             else None
         )
         self.open_ids: dict[str, list[str]] = dict(state.get("open_objects", {}))
+        self.awaiting: dict[str, list[str]] = {} if self.full else dict(state.get("awaiting", {}))
+        self.awaited_open: dict[str, set[str]] = {}
         self.listed_ids: list[str] = []
         self.vanished: list[str] = []
         self._checked_from = time.time()
+
+    def list_awaited(self) -> None:
+        """What each customer has open that its open objects may be waiting on, now."""
+        awaits = self.activity.awaits
+        if awaits is None:
+            return
+        for page in self.ctx.client.paginate(awaits.path, awaits.params):
+            for obj in page:
+                customer = obj.get("customer") or {}
+                self.awaited_open.setdefault(customer.get("id", ""), set()).add(obj["id"])
+
+    def _may_have_changed(self, object_id: str, customer_id: str) -> bool:
+        """Whether an open object can have changed without a feed entry since it was read."""
+        if self.activity.awaits is None:
+            return True
+        awaited = self.awaiting.get(object_id)
+        return not awaited or not set(awaited) <= self.awaited_open.get(customer_id, set())
 
     def customers(self) -> Iterator[str]:
         """Every live customer on a complete pass, else those whose feed moved."""
@@ -884,13 +880,16 @@ class _ActivityCheck:
         self._remember(customer_id, rows)
 
     def reread_open(self) -> Iterator[tuple[str, Page]]:
-        """Open objects of the customers not re-listed, by id. A customer whose open object is
-        gone (404) lands in `vanished`, to be re-listed so the sweep sees the deletion."""
+        """Open objects of the customers not re-listed, by id, where one of them may have
+        changed. A customer whose open object is gone (404) lands in `vanished`, to be
+        re-listed so the sweep sees the deletion."""
         listed, live = set(self.listed_ids), set(self.ctx.customer_ids())
         owners = {
             object_id: customer_id
             for customer_id, object_ids in self.open_ids.items()
-            if customer_id in live and customer_id not in listed
+            if customer_id in live
+            and customer_id not in listed
+            and any(self._may_have_changed(o, customer_id) for o in object_ids)
             for object_id in object_ids
         }
         found: dict[str, Page] = {}
@@ -909,6 +908,10 @@ class _ActivityCheck:
             self.open_ids[customer_id] = open_ids
         else:
             self.open_ids.pop(customer_id, None)
+        awaited = sorted(self.awaited_open.get(customer_id, ()))
+        for object_id in open_ids:
+            if self.activity.awaits is not None and object_id not in self.awaiting:
+                self.awaiting[object_id] = awaited
 
     def finish(self, table: str) -> None:
         checked_from = self.ctx.client.clock.orb_time(self._checked_from) or self.ctx.started_at
@@ -917,6 +920,12 @@ class _ActivityCheck:
         self.state["open_objects"] = {
             customer_id: ids for customer_id, ids in self.open_ids.items() if customer_id in live
         }
+        still_open = {o for ids in self.state["open_objects"].values() for o in ids}
+        awaiting = {o: ids for o, ids in self.awaiting.items() if o in still_open}
+        if awaiting:
+            self.state["awaiting"] = awaiting
+        else:
+            self.state.pop("awaiting", None)
         feed_listed = {c: at for c, at in self.feed_listed.items() if c in live}
         if feed_listed:
             self.state["feed_listed"] = feed_listed
@@ -945,7 +954,8 @@ def _feed_since(ctx: SyncContext, feed: Endpoint, customer_id: str) -> datetime 
     """Where this run's shared listing of a customer's feed starts, the same for the feed's
     table and its watchers, whichever asks first: the feed table's cursor minus the overlap,
     or up to one overlap earlier where a watcher last checked the customer before that (the
-    blocks' checks begin before the ledger's listings in the same run). None where the feed
+    blocks' checks begin before the ledger's listings in the same run), or earlier still where
+    the customer has rows still open (`_open_from`). None where the feed
     table lists the customer from the start (a full pass, a new customer), in which case the
     watchers ask on their own."""
     state = ctx.listing_state(feed.table)
@@ -960,7 +970,7 @@ def _feed_since(ctx: SyncContext, feed: Endpoint, customer_id: str) -> datetime 
         checked = _checked_since(ctx, ctx.listing_state(watcher.table), activity, customer_id)
         if checked is not None and since - cursor.overlap <= checked < since:
             since = checked
-    return since
+    return _open_from(since, state.get("open_rows", {}).get(customer_id))
 
 
 class _OpenSetTracker:

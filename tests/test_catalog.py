@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -97,11 +96,6 @@ def test_an_entry_no_strategy_implements_is_refused_by_name(
     with pytest.raises(ValueError, match="catalog entry things") as raised:
         Endpoint("things", "/things", shape=Shape(), **fields)
     assert message in str(raised.value)
-
-
-def test_open_while_filters_on_one_value() -> None:
-    with pytest.raises(ValueError, match="exactly one value"):
-        Cursor("created_at", "created_at", timedelta(hours=1), InState("s", ("a", "b")))
 
 
 def test_what_the_catalog_derives_from_its_entries() -> None:

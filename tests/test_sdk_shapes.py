@@ -404,6 +404,7 @@ def test_demo_account_has_every_enum_value_and_filled_list(demo_shapes: Shapes) 
         "credit_notes.line_items[].tax_amounts",
         "credits.filters",
         "credits/ledger.credit_block.filters",
+        "credits/ledger.created_invoices",
         "prices.composite_price_filters",
     ):
         assert path in demo_shapes.filled, path

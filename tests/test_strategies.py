@@ -30,7 +30,7 @@ from orb_source.client import OrbClient, OrbForbidden, OrbNotFound, RateLimits
 from orb_source.sandbox import Account, generate_account
 from orb_source.sandbox.account import Obj
 from orb_source.sandbox.api import Api
-from orb_source.sandbox.generator import void_credit_note
+from orb_source.sandbox.generator import customer_ref, void_credit_note
 from orb_source.sandbox.mutations import add_customer
 from orb_source.source import endpoint_pages
 from orb_source.state import ListingState
@@ -373,9 +373,9 @@ def test_cursors_on_orbs_clock(orb: FakeOrb, table: str) -> None:
 
 def test_ledger_cursor_per_customer_and_pending_entries(orb: FakeOrb, customers: list[str]) -> None:
     """Ledger entries keep one cursor per customer and remember pending entries. The next run
-    lists each customer from its own cursor minus an hour; an older entry still pending is
-    re-read by the `entry_status` filter below that window, one that was committed since by
-    a window on its own timestamp, and a new customer is listed whole."""
+    lists each customer once, from its own cursor minus an hour, or from its oldest entry
+    pending last run where that is older: an entry still pending and one committed since
+    both come back from that one listing. A new customer is listed whole."""
     entries = orb.account.owned["credit_ledger_entries"]
     for by_customer in entries.values():
         for entry in by_customer.values():
@@ -416,42 +416,29 @@ def test_ledger_cursor_per_customer_and_pending_entries(orb: FakeOrb, customers:
     def since(c: str) -> datetime:
         return datetime.fromisoformat(cursors[c]) - HOUR
 
-    window = {
-        c: {e for e, v in entries[c].items() if v["created_at"] >= since(c)} for c in customers
+    start = {
+        c0: datetime.fromisoformat(stamp[still]),
+        c1: datetime.fromisoformat(stamp[left]),
+        c2: since(c2),
+        c3: since(c3),
     }
+    assert start[c0] < since(c0) and start[c1] < since(c1)
+    assert datetime.fromisoformat(stamp[recent]) >= since(c3)
+    window = {
+        c: {e for e, v in entries[c].items() if v["created_at"] >= start[c]} for c in customers
+    }
+    assert still in window[c0] and left in window[c1]
     assert new in window[c2] and recent in window[c3]
     assert second.by_customer() == {
-        c0: sorted(window[c0] | {still}),
-        c1: sorted(window[c1] | {left}),
-        c2: sorted(window[c2]),
-        c3: sorted(window[c3]),
+        **{c: sorted(window[c]) for c in customers},
         joined: sorted(entries[joined]),
     }
     assert second.row(left)["entry_status"] == "committed"
     assert second.row(still)["entry_status"] == "pending"
     page = {"limit": "100"}
-    assert second.params(f"/customers/{c0}/credits/ledger") == [
-        {**page, "created_at[gte]": iso(since(c0))},
-        {
-            **page,
-            "created_at[gte]": stamp[still],
-            "created_at[lt]": iso(since(c0)),
-            "entry_status": "pending",
-        },
-    ]
-    assert second.params(f"/customers/{c1}/credits/ledger") == [
-        {**page, "created_at[gte]": iso(since(c1))},
-        {
-            **page,
-            "created_at[gte]": stamp[left],
-            "created_at[lt]": iso(since(c1)),
-            "entry_status": "pending",
-        },
-        {**page, "created_at[gte]": stamp[left], "created_at[lte]": stamp[left]},
-    ]
-    for c in (c2, c3):
+    for c in customers:
         assert second.params(f"/customers/{c}/credits/ledger") == [
-            {**page, "created_at[gte]": iso(since(c))}
+            {**page, "created_at[gte]": iso(start[c])}
         ]
     assert second.params(f"/customers/{joined}/credits/ledger") == [page]
     assert state == {
@@ -767,24 +754,49 @@ def test_subscriptions_lifecycle_with_start_date(orb: FakeOrb) -> None:
 # On activity
 
 
-def test_credit_blocks_on_activity(orb: FakeOrb, customers: list[str]) -> None:
-    """Credit blocks: the first run lists every customer and remembers blocks awaiting
-    payment. The next run asks each customer's ledger for one entry since the last run,
-    re-lists only the customer whose ledger moved, re-reads the awaiting blocks by id (one
-    paid since, one gone: its customer is re-listed), and records a partial listing of the
-    customers it re-listed."""
-    blocks = orb.account.owned["credit_blocks"]
-    for by_customer in blocks.values():
+def awaiting_payment(orb: FakeOrb) -> Callable[[str, str], str]:
+    """Makes every block active and every one-off invoice paid; the function returned puts a
+    block of a customer's back awaiting payment, with an issued purchase invoice, whose id
+    it returns."""
+    for by_customer in orb.account.owned["credit_blocks"].values():
         for block in by_customer.values():
             block["status"] = "active"
+    one_offs = [i for i in orb.account.invoices.values() if i["invoice_source"] == "one_off"]
+    for invoice in one_offs:
+        invoice["status"] = "paid"
+
+    def purchase(customer_id: str, block_id: str) -> str:
+        orb.account.owned["credit_blocks"][customer_id][block_id]["status"] = "pending_payment"
+        customer = orb.account.customers[customer_id]
+        invoice = add(orb, "invoices", one_offs[0], customer=customer_ref(customer))
+        invoice.update(status="issued", invoice_source="one_off", subscription=None)
+        return str(invoice["id"])
+
+    return purchase
+
+
+def test_credit_blocks_on_activity(orb: FakeOrb, customers: list[str]) -> None:
+    """Credit blocks: the first run lists the one-off invoices still open, then every
+    customer, and remembers the blocks awaiting payment with the invoices their customer had
+    open. The next run asks each customer's ledger for one entry since the last run,
+    re-lists only the customer whose ledger moved, re-reads by id the awaiting blocks whose
+    customer's invoice left the open ones (one paid, so the block is active; one voided as
+    its block was deleted: its customer is re-listed), and records a partial listing of the
+    customers it re-listed."""
+    blocks = orb.account.owned["credit_blocks"]
+    purchase = awaiting_payment(orb)
     c0, c1, _, c3 = customers
     paid_later = sorted(blocks[c1])[0]
     vanishing = sorted(blocks[c3])[0]
-    blocks[c1][paid_later]["status"] = blocks[c3][vanishing]["status"] = "pending_payment"
+    paid_invoice = purchase(c1, paid_later)
+    voided_invoice = purchase(c3, vanishing)
 
     state: State = {}
     first = run(orb, "credit_blocks", state, FIRST)
     assert first.by_customer() == {c: sorted(blocks[c]) for c in customers if blocks[c]}
+    awaited = {"limit": "100", "status[]": ["draft", "issued", "synced"], "is_recurring": "false"}
+    assert first.params("/invoices") == [awaited]
+    assert first.requests[0].path == "/invoices"
     for c in customers:
         assert first.params(f"/customers/{c}/credits") == [
             {"limit": "100", "include_all_blocks": "true"}
@@ -793,13 +805,16 @@ def test_credit_blocks_on_activity(orb: FakeOrb, customers: list[str]) -> None:
     assert activity_state(state) == {
         "activity_since": iso(FIRST),
         "open_objects": {c1: [paid_later], c3: [vanishing]},
+        "awaiting": {paid_later: [paid_invoice], vanishing: [voided_invoice]},
         "last_full_sync": iso(FIRST),
     }
     assert first.listings == {"credit_blocks": {"complete": {"at": iso(FIRST)}}}
 
     add_entry(orb, c0, NOW + 12 * HOUR, "committed")
     blocks[c1][paid_later]["status"] = "active"
+    orb.account.invoices[paid_invoice]["status"] = "paid"
     orb.account.remove("credit_blocks", vanishing, c3)
+    orb.account.invoices[voided_invoice]["status"] = "void"
     second = run(orb, "credit_blocks", state, NEXT)
 
     for c in customers:
@@ -824,6 +839,47 @@ def test_credit_blocks_on_activity(orb: FakeOrb, customers: list[str]) -> None:
     assert second.listings == {
         "credit_blocks": {"partial": {"at": iso(NEXT), "column": "customer_id", "values": [c0, c3]}}
     }
+
+
+def test_a_block_awaiting_payment_is_read_again_once_its_invoice_is_paid(
+    orb: FakeOrb, customers: list[str]
+) -> None:
+    """While every one-off invoice its customer had open when the block was first seen
+    awaiting payment is still open, the block is not read again: its purchase invoice is
+    unpaid. Once one is paid it is read by id, and again every run while it still awaits
+    payment (Orb may activate it a little after the payment). A block whose customer had no
+    one-off invoice open (its invoice synced elsewhere, say) is read by id every run."""
+    blocks = orb.account.owned["credit_blocks"]
+    purchase = awaiting_payment(orb)
+    c0, _, c2, _ = customers
+    waiting = sorted(blocks[c0])[0]
+    other = purchase(c0, waiting)
+    unpaid = purchase(c0, waiting)
+    unknown = sorted(blocks[c2])[0]
+    blocks[c2][unknown]["status"] = "pending_payment"
+    state: State = {}
+    run(orb, "credit_blocks", state, FIRST)
+    assert state["awaiting"] == {waiting: sorted([other, unpaid]), unknown: []}
+
+    later = FIRST
+    for day, paid in enumerate((None, other, None), start=1):
+        if paid:
+            orb.account.invoices[paid]["status"] = "paid"
+        later = FIRST + timedelta(days=day)
+        result = run(orb, "credit_blocks", state, later)
+        reread = {waiting, unknown} if day > 1 else {unknown}
+        assert result.paths("/credit_blocks/") == sorted(f"/credit_blocks/{b}" for b in reread)
+        assert result.params("/invoices") == [
+            {"limit": "100", "status[]": ["draft", "issued", "synced"], "is_recurring": "false"}
+        ]
+        assert state["open_objects"] == {c0: [waiting], c2: [unknown]}
+        assert state["awaiting"] == {waiting: sorted([other, unpaid]), unknown: []}
+
+    blocks[c0][waiting]["status"] = "active"
+    result = run(orb, "credit_blocks", state, later + timedelta(days=1))
+    assert result.row(waiting)["status"] == "active"
+    assert state["open_objects"] == {c2: [unknown]}
+    assert state["awaiting"] == {unknown: []}
 
 
 def test_blocks_take_their_activity_from_the_ledger_listing(
@@ -1134,8 +1190,9 @@ def test_state_in_todays_format_is_read_unchanged(orb: FakeOrb, customers: list[
             assert {"invoice_date[gte]": since}.items() <= result.params("/invoices")[0].items()
         if table == "credit_ledger_entries":
             ledger = result.params(f"/customers/{first}/credits/ledger")
-            assert ledger[0]["created_at[gte]"] == since
-            assert {"entry_status": "pending"}.items() <= ledger[1].items()
+            assert [params["created_at[gte]"] for params in ledger] == [
+                iso(NOW - timedelta(days=3))
+            ]
             assert pending in result.ids
         if table == "credit_blocks":
             assert result.params(f"/customers/{first}/credits/ledger") == [

@@ -1725,7 +1725,36 @@ def generate_account(
             )
     builder.features(origin)
     listed_under(account)
+    purchase_invoices(account)
     return account
+
+
+def purchase_invoices(account: Account) -> None:
+    """The invoice of each block awaiting payment: one-off, issued when the block was created
+    and unpaid since, listed in the block's increment entry (`created_invoices`, as it was
+    then). Orb makes the block active once it is paid (orb-api.md §3.5). Made last, from an
+    rng of their own, so the rest of the account is the same as without them."""
+    builder = Builder(account, extras_rng(account, "purchases"))
+    for customer_id, blocks in sorted(account.owned["credit_blocks"].items()):
+        customer = account.customers.get(customer_id)
+        awaiting = [b for b in blocks.values() if b["status"] == "pending_payment"]
+        for block in sorted(awaiting, key=lambda b: (b["effective_date"], b["id"])):
+            if customer is None:
+                continue
+            moment = block["effective_date"]
+            invoice = builder.one_off(customer, moment, moment)
+            billing.issue(invoice, moment, 15)
+            increment = purchase_of(account, customer_id, block["id"])
+            increment["created_invoices"] = [copy.deepcopy(invoice)]
+
+
+def purchase_of(account: Account, customer_id: str, block_id: str) -> Obj:
+    """The increment entry that created a block."""
+    return next(
+        entry
+        for entry in account.owned["credit_ledger_entries"].get(customer_id, {}).values()
+        if entry["entry_type"] == "increment" and entry["credit_block"]["id"] == block_id
+    )
 
 
 def extras_rng(account: Account, salt: str) -> random.Random:

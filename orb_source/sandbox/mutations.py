@@ -25,6 +25,8 @@ from orb_source.sandbox.generator import (
     migration,
     month_start,
     open_subscriptions,
+    purchase_of,
+    rng_id,
     schedule_plan_change,
     set_period,
     subscription_change,
@@ -134,8 +136,19 @@ def _new_periods(b: Builder) -> list[str]:
 
 
 def _issued(b: Builder) -> list[Obj]:
+    """Issued invoices, but those of a credit purchase: only `_activate_block` pays them."""
+    purchases = {
+        invoice["id"]
+        for entries in b.account.owned["credit_ledger_entries"].values()
+        for entry in entries.values()
+        for invoice in entry.get("created_invoices") or ()
+    }
     return sorted(
-        (inv for inv in b.account.invoices.values() if inv["status"] == "issued"),
+        (
+            inv
+            for inv in b.account.invoices.values()
+            if inv["status"] == "issued" and inv["id"] not in purchases
+        ),
         key=lambda inv: (inv["invoice_date"], inv["id"]),
     )
 
@@ -415,20 +428,41 @@ def _features(b: Builder) -> list[str]:
 
 
 def _activate_block(b: Builder) -> list[str]:
-    """The oldest block awaiting payment turns active: its purchase invoice was paid (orb-api.md
-    §3.5). No ledger entry is posted for it (no source says Orb posts one), so a reader sees
-    the change only by reading the block again."""
+    """The oldest block awaiting payment has its purchase invoice paid and turns active
+    (orb-api.md §3.5). No ledger entry is posted for it (no source says Orb posts one), so a
+    reader sees the change only by reading the block again. The payment's id comes from an
+    rng of its own: the day's other draws stay what they were."""
     awaiting = [
-        (block["effective_date"], block["id"], block)
-        for blocks in b.account.owned["credit_blocks"].values()
+        (block["effective_date"], block["id"], customer_id, block)
+        for customer_id, blocks in b.account.owned["credit_blocks"].items()
         for block in blocks.values()
         if block["status"] == "pending_payment"
     ]
     if not awaiting:
         return []
-    _, block_id, block = min(awaiting, key=lambda a: (a[0], a[1]))
+    _, block_id, customer_id, block = min(awaiting, key=lambda a: (a[0], a[1]))
     block["status"] = "active"
-    return [f"credit block {block_id} active"]
+    changes = [f"credit block {block_id} active"]
+    for purchase in purchase_of(b.account, customer_id, block_id).get("created_invoices", []):
+        invoice = b.account.invoices.get(purchase["id"])
+        if invoice is not None and invoice["status"] == "issued":
+            payment = rng_id(extras_rng(b.account, f"payment:{invoice['id']}"))
+            billing.pay(invoice, b.now, payment)
+            changes.append(f"invoice {invoice['id']} paid")
+    return changes
+
+
+def delete_block(account: Account, customer_id: str, block_id: str) -> None:
+    """`DELETE /credit_blocks/{id}`: the block is gone, and the invoice of its purchase is
+    voided if issued, deleted if a draft (the SDK's `credit_blocks.delete`)."""
+    purchase = purchase_of(account, customer_id, block_id)
+    account.remove("credit_blocks", block_id, customer_id)
+    for made in purchase.get("created_invoices") or ():
+        invoice = account.invoices.get(made["id"])
+        if invoice is not None and invoice["status"] == "issued":
+            billing.void(invoice, account.now)
+        elif invoice is not None and invoice["status"] == "draft":
+            account.remove("invoices", invoice["id"])
 
 
 def _listed_under(b: Builder) -> list[str]:
