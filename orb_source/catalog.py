@@ -203,6 +203,9 @@ class Refetch:
     point at also shows (a voided credit note is voided in its invoice's `credit_notes` too)."""
     changed_within: timedelta = timedelta(0)
     """How long after its creation such a change is looked for."""
+    listing_of: str | None = None
+    """The table whose watermark listing of `path` this is too (credit notes): a run that
+    reads both lists once, from the earlier of the two starts, and each takes its rows."""
 
 
 @dataclass(frozen=True)
@@ -451,7 +454,9 @@ CATALOG: tuple[Endpoint, ...] = (
             "status", ("draft", "issued"), ("paid", "synced", "void"), "status[]", "/invoices/{id}"
         ),
         links={"customer": "customer_id", "subscription": "subscription_id"},
-        refetch=Refetch("/credit_notes", "invoice_id", "voided_at", timedelta(days=35)),
+        refetch=Refetch(
+            "/credit_notes", "invoice_id", "voided_at", timedelta(days=35), "credit_notes"
+        ),
         backdated=Backdated(timedelta(days=35), {"is_recurring": False}),
         listed_for_new=ListedForNew("/subscriptions", "subscription_id"),
         child_table=ChildTable(
@@ -697,6 +702,39 @@ def check_feeds(endpoints: Mapping[str, Endpoint]) -> None:
 
 
 check_feeds(ENDPOINTS)
+
+
+def check_refetches(endpoints: Mapping[str, Endpoint]) -> None:
+    """A refetch listing shared with a table must be that table's account-wide watermark
+    listing of the same path on `created_at`, with no other filter: the two read one
+    listing."""
+    for endpoint in endpoints.values():
+        refetch = endpoint.refetch
+        if refetch is None or refetch.listing_of is None:
+            continue
+        source = endpoints.get(refetch.listing_of)
+        if (
+            source is None
+            or (source.scope, source.sync) != (Scope.ACCOUNT, Sync.WATERMARK)
+            or source.path != refetch.path
+            or source.cursor is None
+            or source.cursor.param != "created_at"
+            or source.params
+        ):
+            raise ValueError(
+                f"catalog entry {endpoint.table}: its refetch listing {refetch.listing_of} is"
+                f" not an account-wide watermark listing of {refetch.path} by created_at"
+            )
+
+
+check_refetches(ENDPOINTS)
+
+REFETCHED_BY: Mapping[str, Endpoint] = {
+    endpoint.refetch.listing_of: endpoint
+    for endpoint in CATALOG
+    if endpoint.refetch and endpoint.refetch.listing_of
+}
+"""Table -> the endpoint whose refetch reads that table's listing (`Refetch.listing_of`)."""
 
 CHILD_TABLES: Mapping[str, tuple[str, str]] = {
     endpoint.child_table.table: (endpoint.table, endpoint.child_table.link)

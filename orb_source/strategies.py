@@ -44,6 +44,7 @@ from .account import record_account
 from .catalog import (
     CUSTOMERS,
     ENDPOINTS,
+    REFETCHED_BY,
     SHARED_LISTINGS,
     Activity,
     Cursor,
@@ -79,12 +80,28 @@ def parse_time(value: str) -> datetime:
 
 @dataclass(frozen=True)
 class FeedListing:
-    """A customer's activity feed as listed once for a run: every row created since `since`."""
+    """A listing from a timestamp on, made once for a run and read by the tables that share
+    it: a customer's activity feed (its ledger), or the credit notes. Every row created
+    since `since` (every row: None)."""
 
-    since: datetime
+    since: datetime | None
     rows: Page
     listed_from: float
     """When the listing began (`time.time()`): where the next one may start, on Orb's clock."""
+
+    def covers(self, since: datetime | None) -> bool:
+        """Whether it holds every row a listing from `since` would."""
+        return self.since is None or (since is not None and self.since <= since)
+
+    def rows_since(self, field_name: str, since: datetime | None) -> Page:
+        """Its rows a listing from `since` would have read."""
+        if since is None:
+            return list(self.rows)
+        return [
+            row
+            for row in self.rows
+            if not isinstance(row.get(field_name), str) or parse_time(row[field_name]) >= since
+        ]
 
 
 @dataclass(frozen=True)
@@ -251,16 +268,17 @@ class SyncContext:
             and endpoint.table in self.selected
         ]
 
-    def feed_listing(self, path: str, cursor: Cursor, since: datetime) -> FeedListing:
-        """A customer's activity feed (`path`) listed from `since`, once per run.
+    def feed_listing(self, path: str, cursor: Cursor, since: datetime | None) -> FeedListing:
+        """`path` listed from `since` (None: whole), once per run: a customer's activity feed,
+        or the credit notes.
 
-        The first of the feed's table and its watcher to ask lists it; the other waits for
-        that listing and takes it as it is (`FeedListing.since` says what it covers).
+        The first of the tables sharing it to ask lists it; the others wait for that listing
+        and take it as it is (`FeedListing.covers` says what it covers).
         """
 
         def listing() -> FeedListing:
             listed_from = time.time()
-            params = {f"{cursor.param}[gte]": since.isoformat()}
+            params = {f"{cursor.param}[gte]": since.isoformat()} if since else {}
             rows = [row for page in self.client.paginate(path, params) for row in page]
             return FeedListing(since, rows, listed_from)
 
@@ -399,15 +417,35 @@ def _unless_lacking(endpoint: Endpoint, items: Iterator[T]) -> Generator[T, None
 
 
 def read_watermark(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator[Page]:
+    """Rows created since the cursor minus the overlap. Where another table's refetch reads
+    the same listing this run (`Refetch.listing_of`), the two list once."""
     full = ctx.is_full(state)
     watermark = _watermark(ctx, endpoint, None if full else state.get("cursor"))
-    for page in ctx.client.paginate(
-        endpoint.path, {**endpoint.params, **watermark.params(ctx.start_date)}
-    ):
-        watermark.observe(page)
-        yield page
+    since = watermark.since(ctx.start_date)
+    cursor = _required(endpoint.cursor, endpoint)
+    refetcher = REFETCHED_BY.get(endpoint.table)
+    listing = None
+    if refetcher and {refetcher.table, endpoint.table} <= ctx.selected:
+        other = _refetch_start(ctx, refetcher, ctx.listing_state(refetcher.table))
+        listing = ctx.feed_listing(endpoint.path, cursor, _earlier(since, other))
+    if listing is not None and listing.covers(since):
+        watermark.took(listing)
+        rows = listing.rows_since(cursor.field, since)
+        if rows:
+            yield rows
+    else:
+        for page in ctx.client.paginate(
+            endpoint.path, {**endpoint.params, **watermark.params(ctx.start_date)}
+        ):
+            watermark.observe(page)
+            yield page
     state["cursor"] = watermark.value
     _finish_full(ctx, endpoint, state, full)
+
+
+def _earlier(one: datetime | None, other: datetime | None) -> datetime | None:
+    """The earlier start of two listings; None (from the beginning) if either is."""
+    return None if one is None or other is None else min(one, other)
 
 
 def read_lifecycle(ctx: SyncContext, endpoint: Endpoint, state: State) -> Iterator[Page]:
@@ -650,7 +688,7 @@ def read_customers_watermark(ctx: SyncContext, endpoint: Endpoint, state: State)
         shared_since = _feed_since(ctx, endpoint, customer_id) if shared else None
         listing = ctx.feed_listing(path, cursor, shared_since) if shared_since else None
         rows: Page = []
-        if listing is not None and since is not None and listing.since <= since:
+        if listing is not None and since is not None and listing.covers(since):
             rows = watermark.took(listing)
         else:
             since_params = {f"{cursor.param}[gte]": since.isoformat()} if since else {}
@@ -873,7 +911,7 @@ class _ActivityCheck:
         if shared_since is None or self.feed is None:
             return None
         listing = self.ctx.feed_listing(path, _required(self.feed.cursor, self.feed), shared_since)
-        return listing if listing.since <= since else None
+        return listing if listing.covers(since) else None
 
     def listed(self, customer_id: str, rows: Page) -> None:
         self.listed_ids.append(customer_id)
@@ -1002,25 +1040,56 @@ def _pointed_at(ctx: SyncContext, endpoint: Endpoint, state: State) -> set[str]:
     refetch = endpoint.refetch
     if refetch is None:
         return set()
-    created = Cursor("created_at", "created_at")
-    watermark = Watermark(created, state.get("refetch_cursor"), ctx.started_at, ctx.client.clock)
+    watermark = Watermark(REFETCH, state.get("refetch_cursor"), ctx.started_at, ctx.client.clock)
     since = watermark.since(None)
-    params = watermark.params(None)
-    if since is not None and refetch.changed_field:
-        params = {"created_at[gte]": (since - refetch.changed_within).isoformat()}
+    start = _refetch_start(ctx, endpoint, state)
 
     def moved(obj: Mapping[str, Any]) -> bool:
         stamps = (obj.get("created_at"), obj.get(refetch.changed_field or ""))
         return since is None or any(isinstance(s, str) and parse_time(s) >= since for s in stamps)
 
+    listing = None
+    if refetch.listing_of and {refetch.listing_of, endpoint.table} <= ctx.selected:
+        other = _watermark_start(ctx, ENDPOINTS[refetch.listing_of])
+        listing = ctx.feed_listing(refetch.path, REFETCH, _earlier(start, other))
+    pages: Iterable[Page]
+    if listing is not None and listing.covers(start):
+        watermark.took(listing)
+        pages = [listing.rows_since(REFETCH.field, start)]
+    else:
+        params = {f"{REFETCH.param}[gte]": start.isoformat()} if start else {}
+        pages = ctx.client.paginate(refetch.path, params)
     ids: set[str] = set()
-    for page in ctx.client.paginate(refetch.path, params):
+    for page in pages:
         watermark.observe(page)
         ids.update(
             obj[refetch.id_field] for obj in page if obj.get(refetch.id_field) and moved(obj)
         )
     state["refetch_cursor"] = watermark.value
     return ids
+
+
+REFETCH = Cursor("created_at", "created_at")
+"""The cursor of a refetch listing: the newer objects' creation."""
+
+
+def _watermark_start(ctx: SyncContext, endpoint: Endpoint) -> datetime | None:
+    """Where another table's account-wide watermark listing starts this run (None: whole).
+    Asked before that table has listed, its cursor has not moved yet."""
+    state = ctx.listing_state(endpoint.table)
+    previous = None if ctx.is_full(state) else state.get("cursor")
+    return _watermark(ctx, endpoint, previous).since(ctx.start_date)
+
+
+def _refetch_start(ctx: SyncContext, endpoint: Endpoint, state: State) -> datetime | None:
+    """Where `endpoint`'s refetch listing starts this run: its cursor minus the overlap, and
+    minus `Refetch.changed_within` where later changes are looked for; None: from the start."""
+    refetch = _required(endpoint.refetch, endpoint)
+    previous = state.get("refetch_cursor")
+    if previous is None:
+        return None
+    since = parse_time(previous) - REFETCH.overlap
+    return since - refetch.changed_within if refetch.changed_field else since
 
 
 def _watermark(ctx: SyncContext, endpoint: Endpoint, previous: str | None) -> Watermark:

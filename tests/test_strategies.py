@@ -368,6 +368,41 @@ def test_cursors_on_orbs_clock(orb: FakeOrb, table: str) -> None:
         assert abs(datetime.fromisoformat(cursor) - NOW) < timedelta(seconds=5), cursor
 
 
+@pytest.mark.parametrize("order", [["credit_notes", "invoices"], ["invoices", "credit_notes"]])
+def test_credit_notes_and_the_invoices_refetch_list_the_notes_once(
+    orb: FakeOrb, order: list[str]
+) -> None:
+    """A run that reads credit notes and invoices lists the credit notes once, from the
+    earlier of the two starts, whichever asks first: the table takes the notes from its own
+    start, and the invoices' refetch fetches the invoice a new note points at. Both cursors
+    end where that listing began, so the next run's two starts are one."""
+    notes = orb.account.credit_notes
+    like = next(iter(notes.values()))
+    states: dict[str, State] = {"credit_notes": {}, "invoices": {}}
+    first = run_together(orb, states, FIRST, order)
+    assert [p for r in first.values() for p in r.params("/credit_notes")] == [{"limit": "100"}]
+    assert sorted(first["credit_notes"].ids) == sorted(notes)
+    assert states["credit_notes"]["cursor"] == states["invoices"]["refetch_cursor"]
+
+    states["credit_notes"]["cursor"] = iso(NOW - timedelta(days=1))
+    states["invoices"]["refetch_cursor"] = iso(NOW - timedelta(days=2))
+    notes_start = NOW - timedelta(days=36)
+    refetch_start = NOW - timedelta(days=37) - HOUR
+    before_notes = add(orb, "credit_notes", like, created_at=notes_start - HOUR)["id"]
+    paid = next(i for i in orb.account.invoices.values() if i["status"] == "paid")
+    new = add(orb, "credit_notes", like, created_at=NOW + 6 * HOUR, invoice_id=paid["id"])["id"]
+    second = run_together(orb, states, NEXT, order)
+
+    requests = [p for r in second.values() for p in r.params("/credit_notes")]
+    assert requests == [{"limit": "100", "created_at[gte]": iso(refetch_start)}]
+    expected = sorted(i for i, n in notes.items() if n["created_at"] >= notes_start)
+    assert before_notes not in expected and new in expected
+    assert sorted(second["credit_notes"].ids) == expected
+    assert f"/invoices/{paid['id']}" in second["invoices"].paths("/invoices/")
+    assert states["credit_notes"]["cursor"] == states["invoices"]["refetch_cursor"]
+    assert states["credit_notes"]["cursor"] == iso(NOW + 6 * HOUR)
+
+
 # Watermark, one cursor per customer
 
 
