@@ -100,6 +100,9 @@ def contents(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {row["id"]: {k: v for k, v in row.items() if k not in volatile} for row in rows}
 
 
+# Four runs of about 250 tables each: the Iceberg round took 340-390 s of one worker on one
+# 2-core machine and over 600 s on a slower one; the timeout is there for a hang.
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize(
     ("table_format", "arrow"),
     [("delta", True), ("delta", False), ("iceberg", True)],
