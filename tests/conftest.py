@@ -23,6 +23,13 @@ SANDBOX_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 pytest_plugins = ["tests.postgres"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `slow` tests first, the rest in file order: xdist's `worksteal` gives each worker a
+    contiguous share and lets an idle one take what another has not started, so a long test
+    must not be the last one a worker starts."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def isolate(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No Orb or dlt settings leak in from the developer's machine; files land in `folder`."""
     for name in list(os.environ):

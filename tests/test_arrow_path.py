@@ -35,10 +35,9 @@ from orb_source.transform import split_children, to_rows, without_field
 from tests.conftest import default_account, isolate, serving
 from tests.warehouse import assert_mirror, query, reading
 
-# The module's tests share a loaded fixture: one worker runs them all. The fixture is
-# session-scoped: a module-scoped one is built again whenever another module's test runs
-# between two of them on that worker.
-pytestmark = pytest.mark.xdist_group("arrow_path")
+# The module's tests share a loaded fixture, built once on each worker that runs one of them
+# (xdist's `worksteal` keeps a module's tests together). It is session-scoped: a module-scoped
+# one is built again whenever another module's test runs between two of them on that worker.
 
 
 def column_types(pipeline: dlt.Pipeline) -> dict[tuple[str, str], str]:

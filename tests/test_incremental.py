@@ -43,6 +43,7 @@ def table_contents(pipeline: dlt.Pipeline) -> dict[str, dict[str, dict[str, Any]
         }
 
 
+@pytest.mark.slow
 def test_three_days_of_changes_then_a_quiet_run(
     sandbox: SandboxServer, account: Account, loaded: dlt.Pipeline
 ) -> None:

@@ -102,6 +102,7 @@ def contents(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 # Four runs of about 250 tables each: the Iceberg round took 340-390 s of one worker on one
 # 2-core machine and over 600 s on a slower one; the timeout is there for a hang.
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize(
     ("table_format", "arrow"),
@@ -204,6 +205,7 @@ def test_a_missing_format_library_exits_2_before_any_work(
     assert not Path(BUCKET).exists()
 
 
+@pytest.mark.slow
 def test_a_failed_sweep_says_the_data_was_loaded(
     sandbox: SandboxServer,
     account: Account,
@@ -235,6 +237,7 @@ def test_a_failed_sweep_says_the_data_was_loaded(
     assert_mirror(pipeline, account)
 
 
+@pytest.mark.slow
 def test_a_load_that_stops_partway_says_so_and_the_next_run_finishes_it(
     sandbox: SandboxServer, account: Account, tmp_path: Path
 ) -> None:

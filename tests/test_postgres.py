@@ -64,6 +64,7 @@ class Explaining:
         self.plans[statement] = "\n".join(row[0] for row in rows)
 
 
+@pytest.mark.slow
 def test_incremental_rounds_into_postgres_mirror_updates_and_deletions(
     sandbox: SandboxServer, account: Account, postgres_url: str, tmp_path: Path
 ) -> None:

@@ -18,10 +18,9 @@ from orb_source.sandbox.account import Number
 from tests.conftest import default_account, isolate, serving
 from tests.warehouse import query
 
-# The module's tests share a loaded fixture: one worker runs them all. The fixture is
-# session-scoped: a module-scoped one is built again whenever another module's test runs
-# between two of them on that worker.
-pytestmark = pytest.mark.xdist_group("precision")
+# The module's tests share a loaded fixture, built once on each worker that runs one of them
+# (xdist's `worksteal` keeps a module's tests together). It is session-scoped: a module-scoped
+# one is built again whenever another module's test runs between two of them on that worker.
 
 DOUBLES = [
     "542.6099999999999",

@@ -29,10 +29,9 @@ from tests.cli import run_cli
 from tests.conftest import SANDBOX_NOW
 from tests.postgres import PostgresServer
 
-# The module's tests share a loaded fixture: one worker runs them all. The fixture is
-# session-scoped: a module-scoped one is built again whenever another module's test runs
-# between two of them on that worker.
-pytestmark = pytest.mark.xdist_group("reporting")
+# The module's tests share a loaded fixture, built once on each worker that runs one of them
+# (xdist's `worksteal` keeps a module's tests together). It is session-scoped: a module-scoped
+# one is built again whenever another module's test runs between two of them on that worker.
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 SCHEMA = "orb_reporting"

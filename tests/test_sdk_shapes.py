@@ -55,8 +55,7 @@ from orb_source.sandbox import Account, generate_account, simulate_day
 from orb_source.sandbox.api import INVOICE_STATUSES, Api
 from orb_source.sandbox.usage import GROUP_KEY, usage_metrics
 
-# The module's tests share a loaded fixture: one worker runs them all.
-pytestmark = pytest.mark.xdist_group("sdk_shapes")
+# The module's tests share a loaded fixture, built once on each worker that runs one of them.
 
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=UTC)
 

@@ -106,6 +106,7 @@ def test_first_load_keeps_every_open_object_and_skips_older_closed_history(
     assert_start_dated_mirror(pipeline, account)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("days", [2])
 def test_later_runs_stay_exact_and_never_mark_skipped_history_deleted(
     sandbox: SandboxServer, account: Account, pipeline: dlt.Pipeline, days: int

@@ -26,10 +26,9 @@ from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import SandboxServer, generate_account
 from orb_source.schema import MONEY
 
-# The module's tests share a loaded fixture: one worker runs them all. The fixture is
-# session-scoped: a module-scoped one is built again whenever another module's test runs
-# between two of them on that worker.
-pytestmark = pytest.mark.xdist_group("warehouses")
+# The module's tests share a loaded fixture, built once on each worker that runs one of them
+# (xdist's `worksteal` keeps a module's tests together). It is session-scoped: a module-scoped
+# one is built again whenever another module's test runs between two of them on that worker.
 
 PRECISION, SCALE = MONEY["precision"], MONEY["scale"]
 
