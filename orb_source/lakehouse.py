@@ -173,6 +173,9 @@ class _OpenTables:
         self.handles: dict[str, Any] = {}
         self.marked: Counter[str] = Counter()
         """Rows marked deleted, per table: each rule only marks rows not marked yet."""
+        self.parents: dict[tuple[str, tuple[str, ...]], pa.Table | None] = {}
+        """Parent and root tables as read, until written: each is read for many children
+        (`subscriptions` for each of its nested tables)."""
 
     def read(self, table: str, columns: list[str]) -> pa.Table | None:
         handle = self._handle(table)
@@ -183,11 +186,22 @@ class _OpenTables:
         # pyiceberg returns the columns in the table's order
         return handle.scan(selected_fields=tuple(columns)).to_arrow().select(columns)
 
+    def read_parent(self, table: str, columns: list[str]) -> pa.Table | None:
+        """`read`, once for all the children of a parent until a rule writes to it."""
+        key = (table, tuple(columns))
+        if key not in self.parents:
+            self.parents[key] = self.read(table, columns)
+        return self.parents[key]
+
+    def _written(self, table: str) -> None:
+        self.parents = {key: rows for key, rows in self.parents.items() if key[0] != table}
+
     def set_deleted_at(self, table: str, changes: pa.Table) -> None:
         """Set `deleted_at` to the value given with each `_dlt_id` in `changes`."""
         if not changes.num_rows:
             return
         self.marked[table] += changes.num_rows
+        self._written(table)
         handle = self._handle(table)
         if self.formats[table] == "delta":
             merge = handle.merge(
@@ -206,6 +220,7 @@ class _OpenTables:
     def delete(self, table: str, keys: pa.Array) -> None:
         if not len(keys):
             return
+        self._written(table)
         handle = self._handle(table)
         if self.formats[table] == "delta":
             merge = handle.merge(
@@ -240,7 +255,7 @@ class _OpenTables:
     def mark_dropped_children(self, child: str, parent: str, link: str) -> None:
         """Line items missing from the latest read of their invoice (a recomputed draft)."""
         children = _live(self.read(child, [KEY, link, "synced_at", "deleted_at"]))
-        parents = self.read(parent, ["id", "synced_at"])
+        parents = self.read_parent(parent, ["id", "synced_at"])
         if children is None or parents is None:
             return
         joined = children.join(
@@ -252,7 +267,7 @@ class _OpenTables:
     def follow_parent(self, child: str, parent: str, link: str) -> None:
         """Children of a deleted parent are deleted with it."""
         children = _live(self.read(child, [KEY, link, "deleted_at"]))
-        parents = self.read(parent, ["id", "deleted_at"])
+        parents = self.read_parent(parent, ["id", "deleted_at"])
         if children is None or parents is None:
             return
         deleted = parents.filter(pc.is_valid(parents["deleted_at"]))
@@ -263,9 +278,11 @@ class _OpenTables:
 
     def drop_replaced_children(self, table: str, root: str) -> None:
         """Array elements a re-read parent no longer has: written by an older load than the root."""
+        roots = self.read_parent(root, [KEY, "_dlt_load_id"])
+        if roots is None:
+            return
         children = self.read(table, [KEY, "_dlt_root_id", "_dlt_load_id"])
-        roots = self.read(root, [KEY, "_dlt_load_id"])
-        if children is None or roots is None:
+        if children is None:
             return
         joined = children.join(
             roots.rename_columns(["_dlt_root_id", "root_load_id"]),

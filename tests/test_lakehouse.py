@@ -4,7 +4,8 @@ with `deltalake` and `pyiceberg` themselves, and append-only Parquet that says s
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from collections import Counter
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -14,12 +15,15 @@ import dlt
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
+from dlt.common.schema import Schema
+from dlt.common.schema.utils import new_table
 from pyiceberg.table import StaticTable
 
 from orb_source import lakehouse, runner
 from orb_source.catalog import TABLES
 from orb_source.cli import main
+from orb_source.lakehouse import KEY
 from orb_source.precision import PRECISION, SCALE
 from orb_source.runner import make_pipeline, run_pipeline
 from orb_source.sandbox import Account, SandboxServer, simulate_day
@@ -271,3 +275,79 @@ def test_a_load_that_stops_partway_says_so_and_the_next_run_finishes_it(
 
 def delta_version(tmp_path: Path, table: str) -> int:
     return int(DeltaTable(str(tmp_path / BUCKET / "orb" / table)).version())
+
+
+class DeltaFolder:
+    """The one method of dlt's filesystem client the lake rules call, over Delta tables
+    written here."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def load_open_table(self, table_format: str, table: str) -> DeltaTable:
+        return DeltaTable(str(self.root / table))
+
+
+def test_a_parent_is_read_once_for_its_children_and_again_after_a_rule_marks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deleted customer's subscription is marked, and then that subscription's schedule:
+    the second rule must see the first one's write, though `subscriptions` was read before
+    it for another child."""
+    at = datetime(2026, 3, 1, 6, tzinfo=UTC)
+    tables = {
+        "customers": {"id": ["c1", "c2"], "deleted_at": [at, None]},
+        "subscriptions": {
+            "id": ["s1", "s2"],
+            "customer_id": ["c1", "c2"],
+            "deleted_at": [None] * 2,
+        },
+        "subscription_schedules": {"subscription_id": ["s1", "s2"], "deleted_at": [None] * 2},
+        "licenses": {"subscription_id": ["s1", "s2"], "deleted_at": [None] * 2},
+        "alerts": {"customer_id": ["c1", "c2"], "deleted_at": [None] * 2},
+    }
+    schema = Schema("orb")
+    for table, columns in tables.items():
+        rows = {KEY: [f"{table}-{i}" for i in range(2)], **columns}
+        arrow = pa.table(rows).cast(
+            pa.schema(
+                pa.field(name, UTC_TIMESTAMP if name == "deleted_at" else pa.string())
+                for name in rows
+            )
+        )
+        write_deltalake(str(tmp_path / table), arrow)
+        columns = [{"name": name, "data_type": "text"} for name in rows]
+        schema.update_table(new_table(table, columns=columns, table_format="delta"))
+    rules = lakehouse._OpenTables(DeltaFolder(tmp_path), schema)
+    reads: Counter[str] = Counter()
+    read = rules.read
+
+    def counted(table: str, columns: list[str]) -> pa.Table | None:
+        reads[table] += 1
+        return read(table, columns)
+
+    monkeypatch.setattr(rules, "read", counted)
+
+    rules.follow_parent("licenses", "subscriptions", "subscription_id")
+    rules.follow_parent("subscriptions", "customers", "customer_id")
+    rules.follow_parent("alerts", "customers", "customer_id")
+    rules.follow_parent("subscription_schedules", "subscriptions", "subscription_id")
+
+    assert reads["customers"] == 1
+    # the licenses' parent, a child of customers, and the schedules' parent once marked
+    assert reads["subscriptions"] == 3
+    deleted = {
+        table: {
+            row[next(iter(columns))]: row["deleted_at"]
+            for row in DeltaTable(str(tmp_path / table)).to_pyarrow_table().to_pylist()
+        }
+        for table, columns in tables.items()
+        if table != "customers"
+    }
+    assert deleted == {
+        "subscriptions": {"s1": at, "s2": None},
+        "subscription_schedules": {"s1": at, "s2": None},
+        "licenses": {"s1": None, "s2": None},
+        "alerts": {"c1": at, "c2": None},
+    }
+    assert rules.marked == {"subscriptions": 1, "subscription_schedules": 1, "alerts": 1}
